@@ -1,0 +1,314 @@
+"""Synthetic face clips with a known pulse, for tests, benchmarks and the demo.
+
+A real still face photo (``skimage.data.astronaut()``, public domain, NASA) is animated:
+
+1. **Pulse.** Skin pixels are modulated multiplicatively along the blood-volume colour
+   direction in normalised RGB, (0.33, 0.77, 0.53), scaled so the green change is the
+   amplitude: ``pixel *= 1 - pulse_amplitude * w(x, y) * dir_rgb * ppg(t)``. The pulse
+   ``ppg`` is blood volume (more blood, darker skin); see :mod:`physiolatent_core.pulse`.
+   ``w`` is a smooth amplitude map on the skin: forehead and cheeks strongest, nose medium,
+   weak elsewhere, normalised to mean 1 over the skin.
+2. **Illumination.** A slow global gain (all channels) plus a slight colour-temperature
+   drift (red up while blue down), both below 0.1 Hz.
+3. **Motion.** The whole frame moves by a sub-pixel-to-few-pixel translation, a tiny
+   rotation and scale (slow sway plus a smooth random walk below 0.3 Hz), with
+   ``cv2.warpAffine``; the skin mask and face box move with it.
+4. **Sensor.** Gaussian noise per pixel and frame, then rounding to k/255.
+
+Everything random derives from ``seed``. The skin mask returned is the ground truth: the
+pixels the pulse was written to.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .pulse import _smooth_noise, parse_hr_target, synth_pulse
+
+__all__ = ["BLOOD_DIRECTION_RGB", "SynthClip", "synth_subject"]
+
+# Blood-volume colour direction in normalised RGB, scaled so its green component is 1.
+BLOOD_DIRECTION_RGB = np.array([0.33, 0.77, 0.53]) / 0.77
+
+# Geometry of the astronaut photo (512x512), measured by eye on the image: the face's skin
+# is about this ellipse (centre x, y; semi-axes x, y); eyes and mouth are excluded.
+_ASTRONAUT_FACE = dict(centre=(222.0, 122.0), axes=(42.0, 55.0))
+_ASTRONAUT_HOLES = (  # (centre x, centre y, semi-axis x, semi-axis y)
+    (203.0, 101.0, 11.0, 6.0),  # right eye (viewer's left)
+    (243.0, 101.0, 11.0, 6.0),  # left eye
+    (203.0, 88.0, 13.0, 4.0),  # brows
+    (243.0, 88.0, 13.0, 4.0),
+    (222.0, 144.0, 20.0, 9.0),  # mouth (open smile, teeth)
+)
+# Scale the photo down a little so its bright forehead (~0.94) never clips when the
+# illumination drifts up: clipped pixels would lose the pulse.
+_EXPOSURE = 0.9
+
+
+@dataclass
+class SynthClip:
+    """A synthetic clip and its ground truth.
+
+    Attributes:
+        frames: ``[T, H, W, 3]`` float32 RGB in 0..1.
+        fps: frame rate.
+        ppg: ``[T]`` blood-volume pulse written into the skin (zero-mean, unit std).
+        hr_bpm: mean heart rate over the clip, bpm.
+        hr_curve_bpm: ``[T]`` instantaneous heart rate, bpm.
+        skin_mask: ``[T, H, W]`` float32 0..1, where the pulse was written (moves with the head).
+        face_box: ``[T, 4]`` float (x0, y0, x1, y1) pixels, bounding box of the face ellipse.
+        amplitude_map: ``[H, W]`` float32, the pulse weight ``w`` before motion: 0 off the
+            skin, mean 1 on it.
+    """
+
+    frames: np.ndarray
+    fps: float
+    ppg: np.ndarray
+    hr_bpm: float
+    hr_curve_bpm: np.ndarray
+    skin_mask: np.ndarray
+    face_box: np.ndarray
+    amplitude_map: np.ndarray
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.frames) / self.fps
+
+
+def _ellipse(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
+    """Boolean ellipse ``[H, W]``."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    return ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0
+
+
+@lru_cache(maxsize=1)
+def _astronaut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo (float32 0..1), its skin mask and amplitude map, all 512x512."""
+    from skimage import data
+
+    photo = data.astronaut()
+    (cx, cy), (ax, ay) = _ASTRONAUT_FACE["centre"], _ASTRONAUT_FACE["axes"]
+    shape = photo.shape[:2]
+
+    # Skin = skin-coloured (YCrCb box) and bright enough to exclude hair, inside the face
+    # ellipse, minus eyes, brows and mouth.
+    ycrcb = cv2.cvtColor(photo, cv2.COLOR_RGB2YCrCb)
+    skin = cv2.inRange(ycrcb, (120, 136, 80), (255, 175, 125)) > 0
+    skin &= _ellipse(shape, cx, cy, ax, ay)
+    for hx, hy, hax, hay in _ASTRONAUT_HOLES:
+        skin &= ~_ellipse(shape, hx, hy, hax, hay)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    skin = cv2.morphologyEx(skin, cv2.MORPH_CLOSE, kernel).astype(np.float32)
+    skin = cv2.GaussianBlur(skin, (0, 0), 1.5)  # soft edge, ~2 px
+
+    # Amplitude map in face-relative coordinates (u, v in units of the semi-axes): blobs
+    # on the forehead and cheeks (strongest), the nose (medium), a floor elsewhere.
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    u, v = (xx - cx) / ax, (yy - cy) / ay
+
+    def blob(u0, v0, su, sv):
+        return np.exp(-0.5 * (((u - u0) / su) ** 2 + ((v - v0) / sv) ** 2))
+
+    strong = np.maximum.reduce(
+        [blob(0.0, -0.65, 0.55, 0.2), blob(-0.5, 0.15, 0.25, 0.25), blob(0.5, 0.15, 0.25, 0.25)]
+    )
+    weight = 0.25 + 0.75 * np.maximum(strong, 0.6 * blob(0.0, 0.05, 0.15, 0.3))
+    amp_map = (skin * weight).astype(np.float32)
+    amp_map /= amp_map[skin > 0.5].mean()
+    return photo.astype(np.float32) / 255.0, skin, amp_map
+
+
+def _crop_box(size: tuple[int, int], photo_hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Photo region (x0, y0, width, height) with the aspect of ``size``, face centred.
+
+    The crop is twice the face's height tall (face, hair and shoulders), shrunk if needed
+    to fit the photo, and shifted to stay inside it.
+    """
+    out_h, out_w = size
+    (cx, cy), (_, ay) = _ASTRONAUT_FACE["centre"], _ASTRONAUT_FACE["axes"]
+    crop_h = 4.0 * ay
+    crop_w = crop_h * out_w / out_h
+    scale = min(1.0, photo_hw[1] / crop_w, photo_hw[0] / crop_h)
+    crop_w, crop_h = crop_w * scale, crop_h * scale
+    x0 = float(np.clip(cx - crop_w / 2, 0, photo_hw[1] - crop_w))
+    y0 = float(np.clip(cy - crop_h / 2, 0, photo_hw[0] - crop_h))
+    return x0, y0, crop_w, crop_h
+
+
+def _check(name: str, value, low: float, high: float = np.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise InputError(f"{name} must be a number, got {value!r}.")
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low:g} and {high:g}, got {value!r}.")
+    return float(value)
+
+
+def synth_subject(
+    duration_s: float = 10.0,
+    fps: float = 30.0,
+    hr_bpm=72.0,
+    size: tuple[int, int] = (240, 320),
+    seed: int = 0,
+    motion_px: float = 2.0,
+    pulse_amplitude: float = 0.004,
+    illumination_drift: float = 0.02,
+    noise_std: float = 1.0 / 255,
+    quantize: bool = True,
+    photo: str = "astronaut",
+    hrv_ms: float = 20.0,
+    resp_hz: float = 0.25,
+) -> SynthClip:
+    """Render a face clip with a known pulse.
+
+    Args:
+        duration_s: clip length; T = round(duration_s * fps) frames (at least 2).
+        fps: frame rate.
+        hr_bpm: heart rate: a number, or any trajectory :func:`pulse.parse_hr_target`
+            accepts (``"70:120"``, knots ``[(t_s, bpm), ...]``).
+        size: output (height, width) in pixels. At the default the face is about 100 px wide.
+        seed: all randomness (pulse, motion, illumination, noise) derives from it.
+        motion_px: head motion amplitude in pixels (translation; rotation and scale scale
+            with it); 0 for a still head.
+        pulse_amplitude: relative green change per unit pulse (the pulse has unit std),
+            averaged over the skin: 0.004 = 0.4 %, about 1 grey level on bright skin.
+        illumination_drift: std of the slow global brightness change (0.02 = 2 %).
+        noise_std: sensor noise std in 0..1 units (default one grey level).
+        quantize: round the output to k/255 like an 8-bit camera.
+        photo: the still to animate; only ``"astronaut"`` (skimage) for now.
+        hrv_ms, resp_hz: heart-rate variability and breathing rate, see
+            :func:`pulse.synth_pulse`.
+
+    Returns:
+        SynthClip.
+
+    Raises:
+        InputError: an argument out of range (HR outside 30-240 bpm, too short a clip, ...).
+    """
+    if photo != "astronaut":
+        raise InputError(f"Unknown photo {photo!r}; the only one available is 'astronaut'.")
+    duration_s = _check("duration_s", duration_s, 0.0)
+    fps = _check("fps", fps, 1.0, 1000.0)
+    n_frames = int(round(duration_s * fps))
+    if n_frames < 2:
+        raise InputError(
+            f"A {duration_s:g} s clip at {fps:g} fps has {n_frames} frame(s); ask for at least 2."
+        )
+    try:
+        out_h, out_w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise InputError(f"size must be (height, width), got {size!r}.") from None
+    if out_h < 32 or out_w < 32 or out_h > 4096 or out_w > 4096:
+        raise InputError(f"size must be between 32 and 4096 pixels per side, got {size!r}.")
+    motion_px = _check("motion_px", motion_px, 0.0, 50.0)
+    pulse_amplitude = _check("pulse_amplitude", pulse_amplitude, 0.0, 0.05)
+    illumination_drift = _check("illumination_drift", illumination_drift, 0.0, 0.3)
+    noise_std = _check("noise_std", noise_std, 0.0, 0.5)
+    target = parse_hr_target(hr_bpm)
+
+    pulse_seed, motion_seed, light_seed, noise_seed = np.random.SeedSequence(seed).spawn(4)
+    pulse = synth_pulse(
+        n_frames, fps, target, hrv_ms=hrv_ms, resp_hz=resp_hz, seed=int(pulse_seed.generate_state(1)[0])
+    )
+    ppg = pulse.wave.astype(np.float32)
+
+    # Crop + resize the photo, its skin mask and amplitude map to the output geometry.
+    photo_rgb, skin_full, amp_full = _astronaut()
+    x0, y0, crop_w, crop_h = _crop_box((out_h, out_w), photo_rgb.shape[:2])
+    sx, sy = out_w / crop_w, out_h / crop_h
+    to_frame = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
+    interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_CUBIC
+
+    def to_output(img):
+        return cv2.warpAffine(img, to_frame, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REFLECT101)
+
+    base = np.clip(to_output(photo_rgb), 0, 1) * _EXPOSURE
+    skin = np.clip(to_output(skin_full), 0, 1)
+    amp_map = np.clip(to_output(amp_full), 0, None)
+    # Per-pixel, per-channel pulse gain: pixel *= 1 - ppg(t) * gain.
+    pulse_gain = (pulse_amplitude * amp_map[..., None] * BLOOD_DIRECTION_RGB).astype(np.float32)
+
+    # Face box (ellipse bounds) in output pixels, before motion.
+    (cx, cy), (ax, ay) = _ASTRONAUT_FACE["centre"], _ASTRONAUT_FACE["axes"]
+    corners = np.array([[cx - ax, cy - ay], [cx + ax, cy - ay], [cx - ax, cy + ay], [cx + ax, cy + ay]])
+    corners = corners @ to_frame[:, :2].T + to_frame[:, 2]
+    centre = corners.mean(axis=0)
+
+    # Head motion: slow sway plus a smooth random walk (below 0.3 Hz, outside the HR band).
+    rng = np.random.default_rng(motion_seed)
+    t_s = np.arange(n_frames) / fps
+    cutoff = min(0.3, 0.4 * fps)
+
+    def wander():
+        sway = np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t_s + rng.uniform(0, 2 * np.pi))
+        return 0.5 * sway + 0.5 * _smooth_noise(rng, n_frames, fps, cutoff)
+
+    shift_x, shift_y = motion_px * wander(), motion_px * wander()
+    angle_deg = 0.25 * motion_px * wander()
+    zoom = 1.0 + 0.002 * motion_px * wander()
+
+    # Illumination: global gain and colour temperature, below 0.1 Hz.
+    rng = np.random.default_rng(light_seed)
+    light_cutoff = min(0.05, 0.4 * fps)
+    brightness = 1.0 + illumination_drift * _smooth_noise(rng, n_frames, fps, light_cutoff)
+    warmth = 0.25 * illumination_drift * _smooth_noise(rng, n_frames, fps, light_cutoff)
+    light = brightness[:, None] * np.stack([1 + warmth, np.ones(n_frames), 1 - warmth], axis=1)
+    light = light.astype(np.float32)  # [T, 3]
+
+    # Sensor noise: drawing 69 M Gaussians for a 10 s clip dominates the render time, so
+    # draw a bank of a few noise frames (with a margin) once and give every frame a
+    # random bank entry at a random offset: per-pixel statistics stay Gaussian and
+    # neighbouring frames' noise is independent in practice.
+    noise_rng = np.random.default_rng(noise_seed)
+    margin = 16
+    bank = noise_rng.standard_normal((min(8, n_frames), out_h + margin, out_w + margin, 3), dtype=np.float32)
+    bank *= np.float32(noise_std)
+    picks = np.stack(
+        [noise_rng.integers(0, len(bank), n_frames), *noise_rng.integers(0, margin + 1, (2, n_frames))], axis=1
+    )
+
+    frames = np.empty((n_frames, out_h, out_w, 3), np.float32)
+    masks = np.empty((n_frames, out_h, out_w), np.float32)
+    boxes = np.empty((n_frames, 4))
+    lit = np.empty_like(base)
+    for t in range(n_frames):
+        # lit = base * (1 - ppg[t] * pulse_gain) * light[t], in place to spare memory traffic.
+        np.multiply(pulse_gain, -ppg[t], out=lit)
+        lit += 1.0
+        lit *= base
+        lit *= light[t]
+        motion = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg[t]), float(zoom[t]))
+        motion[:, 2] += (shift_x[t], shift_y[t])
+        if motion_px > 0:
+            cv2.warpAffine(lit, motion, (out_w, out_h), dst=frames[t], flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT101)
+            cv2.warpAffine(skin, motion, (out_w, out_h), dst=masks[t], flags=cv2.INTER_LINEAR, borderValue=0)
+        else:
+            frames[t], masks[t] = lit, skin
+        if noise_std > 0:
+            k, dy, dx = picks[t]
+            frames[t] += bank[k, dy : dy + out_h, dx : dx + out_w]
+        np.clip(frames[t], 0.0, 1.0, out=frames[t])
+        if quantize:  # round to k/255 like an 8-bit camera
+            frames[t] *= 255.0
+            np.round(frames[t], out=frames[t])
+            frames[t] /= 255.0
+        moved = corners @ motion[:, :2].T + motion[:, 2]
+        boxes[t] = (*moved.min(axis=0), *moved.max(axis=0))
+
+    return SynthClip(
+        frames=frames,
+        fps=fps,
+        ppg=ppg,
+        hr_bpm=float(pulse.hr_bpm.mean()),
+        hr_curve_bpm=pulse.hr_bpm,
+        skin_mask=masks,
+        face_box=boxes,
+        amplitude_map=amp_map.astype(np.float32),
+    )

@@ -1,0 +1,164 @@
+"""synth.py: synthetic face clips whose pulse can be read back."""
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from physiolatent_core.errors import InputError
+from physiolatent_core.pulse import hr_curve
+from physiolatent_core.synth import BLOOD_DIRECTION_RGB, synth_subject
+
+SMALL = dict(size=(96, 128))
+
+
+def skin_green(clip) -> np.ndarray:
+    """Mean green inside the ground-truth skin mask, per frame: ``[T]``."""
+    m = clip.skin_mask
+    return (clip.frames[..., 1] * m).sum(axis=(1, 2)) / m.sum(axis=(1, 2))
+
+
+def spectral_peak_bpm(x: np.ndarray, fps: float, band=(40.0, 240.0)) -> float:
+    """HR from the highest periodogram bin of the detrended signal, zero-padded 16x."""
+    x = x - np.polyval(np.polyfit(np.arange(len(x)), x, 2), np.arange(len(x)))
+    x = x * np.hanning(len(x))
+    n = 16 * len(x)
+    freqs = np.fft.rfftfreq(n, 1 / fps) * 60
+    power = np.abs(np.fft.rfft(x, n))
+    inside = (freqs >= band[0]) & (freqs <= band[1])
+    return float(freqs[inside][power[inside].argmax()])
+
+
+@pytest.fixture(scope="module")
+def default_clip():
+    return synth_subject(duration_s=1.0)
+
+
+def test_shapes_ranges_and_quantisation(default_clip):
+    clip = default_clip
+    t = 30
+    assert clip.frames.shape == (t, 240, 320, 3) and clip.frames.dtype == np.float32
+    assert clip.skin_mask.shape == (t, 240, 320) and clip.face_box.shape == (t, 4)
+    assert clip.ppg.shape == clip.hr_curve_bpm.shape == (t,)
+    assert clip.fps == 30.0 and clip.duration_s == pytest.approx(1.0)
+    assert 0.0 <= clip.frames.min() and clip.frames.max() <= 1.0
+    levels = clip.frames[::7] * 255
+    assert np.abs(levels - np.round(levels)).max() < 1e-3
+    assert 0.0 <= clip.skin_mask.min() and clip.skin_mask.max() <= 1.0
+    # The skin is a sizeable, but not dominant, part of the frame.
+    skin_share = (clip.skin_mask[0] > 0.5).mean()
+    assert 0.03 < skin_share < 0.3
+
+
+def test_face_is_large_and_haar_detectable(default_clip):
+    x0, y0, x1, y1 = default_clip.face_box[0]
+    assert x1 - x0 >= 80
+    gray = cv2.cvtColor((default_clip.frames[0] * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    found = cascade.detectMultiScale(gray, 1.1, 5)
+    assert len(found) >= 1
+    fx, fy, fw, fh = found[0]
+    # The detection overlaps the ground-truth face box.
+    assert x0 < fx + fw / 2 < x1 and y0 < fy + fh / 2 < y1
+    # The skin mask lies within the face box.
+    ys, xs = np.nonzero(default_clip.skin_mask[0] > 0.5)
+    assert xs.min() >= x0 - 3 and xs.max() <= x1 + 3 and ys.min() >= y0 - 3 and ys.max() <= y1 + 3
+
+
+@pytest.mark.parametrize("hr, seed", [(55, 0), (72, 1), (120, 2)])
+def test_hr_recoverable_from_green_channel(hr, seed):
+    clip = synth_subject(duration_s=10.0, hr_bpm=hr, seed=seed, **SMALL)
+    assert clip.hr_bpm == pytest.approx(hr, abs=0.5)
+    assert abs(spectral_peak_bpm(skin_green(clip), clip.fps) - hr) < 3.0
+    # The darkening follows blood volume: green correlates negatively with the ppg.
+    assert np.corrcoef(skin_green(clip), clip.ppg)[0, 1] < -0.5
+
+
+def test_no_pulse_means_no_peak_at_the_hr():
+    clip = synth_subject(duration_s=10.0, hr_bpm=90, pulse_amplitude=0.0, seed=3, **SMALL)
+    assert abs(np.corrcoef(skin_green(clip), clip.ppg)[0, 1]) < 0.3
+
+
+def test_trajectory_is_followed():
+    clip = synth_subject(duration_s=24.0, hr_bpm="60:120", seed=4, motion_px=1.0, **SMALL)
+    n = len(clip.frames)
+    np.testing.assert_allclose(clip.hr_curve_bpm.mean(), 90, atol=1.0)
+    assert clip.hr_curve_bpm[-30:].mean() - clip.hr_curve_bpm[:30].mean() > 50
+    green, fps, w = skin_green(clip), clip.fps, int(8 * clip.fps)
+    assert abs(spectral_peak_bpm(green[:w], fps) - hr_curve("60:120", n, fps)[:w].mean()) < 5
+    assert abs(spectral_peak_bpm(green[-w:], fps) - hr_curve("60:120", n, fps)[-w:].mean()) < 5
+    knots = synth_subject(duration_s=2.0, hr_bpm=[(0, 60), (1, 100)], hrv_ms=0.0, **SMALL)
+    assert knots.hr_curve_bpm[0] == 60 and knots.hr_curve_bpm[-1] == 100
+
+
+def test_deterministic_given_seed():
+    a = synth_subject(duration_s=1.0, seed=5, **SMALL)
+    b = synth_subject(duration_s=1.0, seed=5, **SMALL)
+    c = synth_subject(duration_s=1.0, seed=6, **SMALL)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.skin_mask, b.skin_mask)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_pulse_goes_along_blood_direction_on_skin_only():
+    clean = dict(duration_s=1.0, motion_px=0.0, illumination_drift=0.0, noise_std=0.0, quantize=False, **SMALL)
+    with_pulse = synth_subject(pulse_amplitude=0.01, **clean)
+    without = synth_subject(pulse_amplitude=0.0, **clean)
+    ratio = with_pulse.frames / np.maximum(without.frames, 1e-3) - 1.0  # = -amp * w * dir * ppg
+    off_skin = (with_pulse.amplitude_map == 0) & (without.frames[0].min(axis=-1) > 0.02)
+    assert off_skin.mean() > 0.5
+    assert np.abs(ratio[:, off_skin]).max() < 1e-5
+    # On the skin the relative change is proportional to the blood-volume colour direction.
+    t = int(np.argmax(np.abs(with_pulse.ppg)))
+    on = with_pulse.skin_mask[t] > 0.9
+    per_channel = ratio[t][on].mean(axis=0)
+    np.testing.assert_allclose(per_channel / per_channel[1], BLOOD_DIRECTION_RGB, rtol=0.02)
+    # Mean green change per unit pulse is the requested amplitude (weight map mean 1).
+    assert abs(per_channel[1] / with_pulse.ppg[t]) == pytest.approx(0.01, rel=0.25)
+    # Forehead stronger than the chin: the weight map is not flat.
+    amp = with_pulse.amplitude_map
+    assert amp[on].max() > 1.5 * np.percentile(amp[on], 10)
+
+
+def test_mask_and_box_move_with_the_head():
+    moving = synth_subject(duration_s=4.0, motion_px=4.0, seed=7, **SMALL)
+    centres = (moving.face_box[:, :2] + moving.face_box[:, 2:]) / 2
+    assert np.ptp(centres[:, 0]) > 1.0  # it did move
+    # The skin mask's centroid follows the face box centre.
+    yy, xx = np.mgrid[0:96, 0:128]
+    m = moving.skin_mask
+    mask_x = (m * xx).sum(axis=(1, 2)) / m.sum(axis=(1, 2))
+    assert np.corrcoef(mask_x, centres[:, 0])[0, 1] > 0.9
+    still = synth_subject(duration_s=1.0, motion_px=0.0, seed=7, **SMALL)
+    np.testing.assert_array_equal(still.skin_mask[0], still.skin_mask[-1])
+    np.testing.assert_allclose(still.face_box[0], still.face_box[-1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hr_bpm=20), "30-240"),
+        (dict(hr_bpm="70:300"), "30-240"),
+        (dict(hr_bpm="fast"), "not a number"),
+        (dict(duration_s=0.01), "at least 2"),
+        (dict(fps=0), "fps"),
+        (dict(size=(10, 10)), "size"),
+        (dict(pulse_amplitude=0.5), "pulse_amplitude"),
+        (dict(photo="lena"), "astronaut"),
+    ],
+)
+def test_bad_arguments_raise_input_error(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        synth_subject(**{**dict(duration_s=1.0, **SMALL), **kwargs})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("physiolatent_core.rppg") is None, reason="rppg not written yet")
+def test_project_estimators_read_the_true_hr():
+    from physiolatent_core import rppg
+
+    clip = synth_subject(duration_s=10.0, hr_bpm=84, seed=8, **SMALL)
+    rgb = rppg.extract_rgb(clip.frames, clip.skin_mask)
+    for name in ("green", "chrom", "pos"):
+        pulse = rppg.ESTIMATORS[name](rgb, clip.fps)
+        assert abs(rppg.estimate_hr(pulse, clip.fps) - 84) < 3.0, name
