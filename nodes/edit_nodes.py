@@ -1,0 +1,170 @@
+"""Training-free pulse editing: set the heart rate a video shows, or remove it.
+
+Thin shells over ``physiolatent_core.editor`` (no weights, CPU). The editor works on
+the pooled skin colour, so it needs the whole clip (it plans the edit from all frames).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from physiolatent_core.errors import InputError
+
+from ._common import (Progress, check_duration, check_fps, image_to_numpy, json_summary, mask_to_numpy,
+                      numpy_to_image)
+
+CATEGORY = "PhysioLatent/Edit"
+MIN_SECONDS = 4.0  # the editor's minimum (editor.MIN_DURATION_S): a few beats at 40 bpm
+CHUNK_FRAMES = 64  # frames per streaming step: progress and interrupts between steps
+
+_FPS = ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
+                  "tooltip": "Frame rate of the clip (connect Get Video Components' fps). The pulse is timed with it."})
+_ROBUST = (["h264", "lossless"], {"default": "h264",
+                                  "tooltip": "h264: make the edit strong enough to survive 8-bit H.264 saving (core "
+                                             "SaveVideo); lossless: smallest change, only for FFV1/PNG saving."})
+_MASK = ("MASK", {"tooltip": "Optional skin mask [T,H,W]; without it the face is found automatically."})
+_SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
+                 "tooltip": "Seed for heart-rate variability and dithering (same seed, same output)."})
+
+
+def _run_editor(editor, frames, mask, fps, extra: dict):
+    """Stream the editor over the clip in chunks: observe all, plan, apply all.
+
+    frames [T,H,W,3], mask [T,H,W] or None (then the face is found here).
+    Returns (IMAGE, info JSON).
+    """
+    chunks = range(0, frames.shape[0], CHUNK_FRAMES)
+    progress = Progress(2 * len(chunks) + 2)
+    if mask is None:
+        from physiolatent_core.face import face_mask
+
+        mask, _track = face_mask(frames, fps)
+    progress.update(1)
+    for s in chunks:
+        editor.observe(frames[s:s + CHUNK_FRAMES], mask[s:s + CHUNK_FRAMES])
+        progress.update(1)
+    editor.plan()
+    progress.update(1)
+    out = np.empty_like(frames)
+    for s in chunks:
+        out[s:s + CHUNK_FRAMES] = editor.apply(frames[s:s + CHUNK_FRAMES], mask[s:s + CHUNK_FRAMES], s)
+        progress.update(1)
+    info = {**extra, **json_summary(editor.info)}
+    return numpy_to_image(out), json.dumps(info, indent=1, default=str)
+
+
+class PulseEdit:
+    DESCRIPTION = ("Training-free: replaces the pulse hidden in the face's skin colour with one at the "
+                   "target heart rate, while the video looks unchanged. Optional trajectory for a "
+                   "changing rate.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "info")
+    OUTPUT_TOOLTIPS = ("Edited frames.", "JSON: what the editor did (target, source HR, gains).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The face video frames."}),
+                "fps": _FPS,
+                "target_hr_bpm": ("FLOAT", {"default": 90.0, "min": 30.0, "max": 240.0, "step": 1.0,
+                                            "tooltip": "Heart rate the edited video should show (beats per minute)."}),
+                "robust_to": _ROBUST,
+                "seed": _SEED,
+            },
+            "optional": {
+                "mask": _MASK,
+                "hr_trajectory": ("STRING", {"default": "", "multiline": False,
+                                             "tooltip": "Optional changing rate instead of the fixed target: "
+                                                        "'70:120' ramps linearly over the clip; "
+                                                        "'0s=70, 10s=110' gives (time : bpm) points. Empty = fixed target."}),
+            },
+        }
+
+    def run(self, images, fps, target_hr_bpm, robust_to, seed, mask=None, hr_trajectory=""):
+        from physiolatent_core.editor import PulseEditor
+
+        fps = check_fps(fps)
+        frames = image_to_numpy(images)
+        check_duration(frames, fps, MIN_SECONDS, "Pulse Edit")
+        m = mask_to_numpy(mask, frames)
+        target = _target_spec(target_hr_bpm, hr_trajectory)
+        editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, seed=int(seed))
+        return _run_editor(editor, frames, m, fps, {"node": "Pulse Edit", "target": str(target), "fps": fps})
+
+
+class PulseRemove:
+    DESCRIPTION = ("Training-free: removes the pulse from the face's skin colour so rPPG reads no "
+                   "heart rate (or, with a decoy rate, a weak false one).")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "info")
+    OUTPUT_TOOLTIPS = ("Frames with the pulse removed.", "JSON: what the editor did.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The face video frames."}),
+                "fps": _FPS,
+                "decoy_hr_bpm": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "step": 1.0,
+                                           "tooltip": "0 = pure removal. Otherwise a faint pulse at this rate is left "
+                                                      "so estimators do not lock onto noise."}),
+                "robust_to": _ROBUST,
+                "seed": _SEED,
+            },
+            "optional": {"mask": _MASK},
+        }
+
+    def run(self, images, fps, decoy_hr_bpm, robust_to, seed, mask=None):
+        from physiolatent_core.editor import PulseEditor
+
+        fps = check_fps(fps)
+        frames = image_to_numpy(images)
+        check_duration(frames, fps, MIN_SECONDS, "Pulse Remove")
+        m = mask_to_numpy(mask, frames)
+        decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
+        if decoy is not None and decoy < 30:
+            raise InputError(f"decoy_hr_bpm must be 0 (off) or 30..240 bpm; got {decoy_hr_bpm}.")
+        editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, seed=int(seed))
+        return _run_editor(editor, frames, m, fps, {"node": "Pulse Remove", "decoy_hr_bpm": decoy, "fps": fps})
+
+
+def _target_spec(target_hr_bpm: float, trajectory: str):
+    """The editor's target: the fixed bpm, or the trajectory text parsed to a pulse.HRTarget.
+
+    Trajectory syntax: "70:120" (ramp over the clip, pulse.parse_hr_target's syntax) or
+    "0s=70, 5s=120" / "0=70, 5=120" (time in seconds = bpm, piecewise linear).
+    """
+    from physiolatent_core.pulse import parse_hr_target
+
+    text = (trajectory or "").strip()
+    if not text:
+        return parse_hr_target(float(target_hr_bpm))
+    if "=" not in text:
+        return parse_hr_target(text)
+    knots = []
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        t, sep, bpm = part.partition("=")
+        try:
+            knots.append((float(t.strip().rstrip("sS")), float(bpm)))
+        except ValueError:
+            raise InputError(
+                f"hr_trajectory part {part.strip()!r} is not 'seconds=bpm'; write e.g. '0s=70, 5s=120' "
+                "or a ramp like '70:120'."
+            ) from None
+    return parse_hr_target(knots)
+
+
+NODE_CLASS_MAPPINGS = {"PhysioLatentPulseEdit": PulseEdit, "PhysioLatentPulseRemove": PulseRemove}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "PhysioLatentPulseEdit": "Pulse Edit (training-free, PhysioLatent)",
+    "PhysioLatentPulseRemove": "Pulse Remove (training-free, PhysioLatent)",
+}

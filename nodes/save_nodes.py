@@ -1,0 +1,125 @@
+"""Saving edited clips without erasing the pulse.
+
+The edited pulse is 0.1-1 % of the pixel value, often below one 8-bit level. Core
+SaveVideo converts with ``(frame*255).clamp(0,255).byte()`` (truncation, i.e. a
+-0.5 level bias and no dithering) and then libx264 crf 23 yuv420p. Two remedies:
+
+* Save Video (pulse-safe): writes with physiolatent_core.video (temporal dithering,
+  crf of your choice, or FFV1 lossless .mkv) into ComfyUI's output folder.
+* Pre-quantise for SaveVideo: dithers to k/255 and adds half a level, so core
+  SaveVideo's truncation lands exactly on the dithered level k.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._common import check_fps, image_to_numpy, numpy_to_image, output_directory
+
+CATEGORY = "PhysioLatent/Output"
+FORMATS = {"mp4 (H.264, dithered)": ".mp4", "mkv (FFV1 lossless)": ".mkv"}
+
+
+def _save_path(prefix: str, width: int, height: int, ext: str) -> tuple[str, str, str]:
+    """(full path, file name, subfolder) of the next free ``prefix_00001_.ext`` in the output folder."""
+    out_dir = output_directory()
+    try:
+        import folder_paths
+    except ModuleNotFoundError:
+        folder_paths = None
+    if folder_paths is not None:
+        folder, name, counter, subfolder, _prefix = folder_paths.get_save_image_path(prefix, out_dir, width, height)
+    else:  # host-less: same naming scheme, simplified
+        subfolder, name = os.path.split(os.path.normpath(prefix))
+        folder = os.path.join(out_dir, subfolder)
+        os.makedirs(folder, exist_ok=True)
+        counter = 1 + sum(1 for f in os.listdir(folder) if f.startswith(name + "_"))
+    os.makedirs(folder, exist_ok=True)
+    file = f"{name}_{counter:05}_{ext}"
+    return os.path.join(folder, file), file, subfolder
+
+
+class SaveVideoPulseSafe:
+    DESCRIPTION = ("Saves frames as a video that keeps the edited pulse: temporal dithering instead of "
+                   "truncation, H.264 at a crf you choose or FFV1 lossless, into ComfyUI's output folder.")
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Full path of the written file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "Frames to save."}),
+            "fps": ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
+                              "tooltip": "Frame rate to write (keep the source's, or the pulse changes speed)."}),
+            "filename_prefix": ("STRING", {"default": "PhysioLatent/edited",
+                                           "tooltip": "Name prefix inside ComfyUI's output folder (may include a subfolder)."}),
+            "format": (list(FORMATS), {"default": "mp4 (H.264, dithered)",
+                                       "tooltip": "mp4: small, plays everywhere; mkv FFV1: lossless, large, the pulse is exact."}),
+            "crf": ("INT", {"default": 18, "min": 0, "max": 51, "step": 1,
+                            "tooltip": "H.264 quality (lower = better; 18 keeps an h264-robust edit, 23 is core SaveVideo's). Ignored for mkv."}),
+            "dither": ("BOOLEAN", {"default": True,
+                                   "tooltip": "Temporal dithering to 8 bit (keeps sub-level pulse changes). Leave on."}),
+        }}
+
+    def save(self, images, fps, filename_prefix, format, crf, dither):
+        from physiolatent_core.video import write_video
+
+        fps = check_fps(fps)
+        frames = image_to_numpy(images)
+        path, file, subfolder = _save_path(filename_prefix, frames.shape[2], frames.shape[1], FORMATS[format])
+        written = write_video(path, frames, fps, crf=int(crf), overwrite=False, dither=bool(dither))
+        return {"ui": {"images": [{"filename": file, "subfolder": subfolder, "type": "output"}],
+                       "animated": (True,)},
+                "result": (str(written),)}
+
+
+class PreQuantizeForSaveVideo:
+    DESCRIPTION = ("Makes frames survive core SaveVideo's 8-bit truncation: dithers each pixel to a level "
+                   "k/255 over time and adds half a level, so (frame*255).byte() gives exactly k. "
+                   "Put it right before Create Video.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("Frames on (k + 0.5)/255 levels.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "Edited frames about to go to Create Video / Save Video."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
+                             "tooltip": "Seed of the dither pattern."}),
+        }}
+
+    def run(self, images, seed):
+        frames = image_to_numpy(images)
+        return (numpy_to_image(prequantize(frames, seed=int(seed))),)
+
+
+def prequantize(frames: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[T,H,W,3] float -> float on (k+0.5)/255 with k the dithered uint8 level.
+
+    (k + 0.5)/255 * 255 = k + 0.5 in float32 (exact enough: error ~1e-5), so truncation
+    yields k and rounding would too; values stay in [0.5/255, 255.5/255] -> clamp 1.0
+    keeps k = 255 at 255.
+    """
+    from physiolatent_core.video import quantize_to_uint8
+
+    k = quantize_to_uint8(frames, method="dither", seed=seed).astype(np.float32)
+    return np.minimum((k + 0.5) / 255.0, 1.0).astype(np.float32)
+
+
+NODE_CLASS_MAPPINGS = {
+    "PhysioLatentSaveVideo": SaveVideoPulseSafe,
+    "PhysioLatentPreQuantize": PreQuantizeForSaveVideo,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "PhysioLatentSaveVideo": "Save Video (pulse-safe, PhysioLatent)",
+    "PhysioLatentPreQuantize": "Pre-quantise for SaveVideo (PhysioLatent)",
+}
