@@ -1,0 +1,531 @@
+"""Video files in and out: PyAV for containers, OpenCV for folders of frames.
+
+Frames are ``float32 [T, H, W, 3]`` RGB in 0..1 and ``fps`` travels beside them.
+
+Reading
+    ``probe_video`` / ``iter_frames`` / ``read_video`` accept .mp4 .mov .m4v .avi .mkv
+    .webm files and folders of PNG/JPG frames (natural order: ``f2.png`` before
+    ``f10.png``). Folders carry no frame rate: pass ``fps=``. Variable-frame-rate files
+    report ``fps = 1 / median frame interval`` and ``variable_fps=True``; frames are
+    returned in order, not resampled. Grayscale sources are returned as RGB (the
+    grey value in all three channels, ``is_grayscale=True``); an alpha channel is
+    dropped with a warning (``has_alpha=True``). Sources deeper than 8 bits are read
+    as 8-bit RGB. A truncated file whose header survives returns the frames that
+    decode, with a ``TruncatedVideoWarning``; a file whose header is cut raises
+    ``VideoError``.
+
+Writing (by the output's extension)
+    ``.mp4`` / ``.mov`` → H.264 (libx264, yuv420p, BT.709 limited range, ``crf``, ``preset``);
+    ``.mkv`` → FFV1, ``bgr0`` (lossless for 8-bit RGB); a path ending in ``/`` or
+    without a suffix → a folder of ``frame_000000.png`` ... H.264 4:2:0 needs even
+    sizes, so an odd width/height is padded by repeating the last column/row.
+    Writes are atomic (temp file or folder beside the target, renamed on success);
+    the input is never overwritten and an existing output only with ``overwrite=True``.
+
+8-bit quantisation and the pulse
+    A skin pulse is often below one grey level, and rounding to uint8 erases it.
+    ``quantize_to_uint8(method="dither")`` diffuses each pixel's rounding residual to
+    the same pixel of the next frame, so the running mean over time keeps the
+    sub-level signal. For H.264 the dither is applied to the Y/Cb/Cr planes (the last
+    8-bit step before the encoder) and the starting residuals are shared by 8x8-pixel
+    blocks: the encoder discards per-pixel ±1 noise in static areas, but keeps whole
+    blocks stepping by one level (measured in tests/test_video.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+from einops import reduce, repeat
+
+from .errors import InputError, VideoError
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+QUANTIZE_METHODS = ("dither", "round", "truncate")
+# BT.709 luma weights; H.264 output is tagged BT.709 limited range so players agree.
+_KR, _KB = 0.2126, 0.0722
+# swscale BILINEAR | ACCURATE_RND | FULL_CHR_H_INT for YUV → RGB: swscale's fast default is
+# off by ~1 grey level on average (up to 2) on flat colours; this is within 0.5, at ~2 ms
+# per 640x480 frame instead of 0.2 ms.
+_SWS_ACCURATE = 0x2 | 0x40000 | 0x2000
+# Luma pixels sharing a starting dither residual (chroma: half). Measured on a flat field
+# through crf 18: blocks of 1 lose a 0.3-level sine, 4 keep ~65 % of it, 8 and 16 ~85 %.
+_H264_DITHER_BLOCK = 8
+
+
+class TruncatedVideoWarning(UserWarning):
+    """The file ended early: the frames before the damage were returned."""
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int  # exact when countable, else duration * fps
+    duration_s: float
+    variable_fps: bool
+    has_alpha: bool
+    is_grayscale: bool
+    codec: str  # e.g. "h264", or "png" / "mjpeg" for a folder of frames
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _existing(path) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise VideoError(f"video not found: {p}. Check the path (it is relative to {Path.cwd()}).")
+    return p
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = [f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+    if not files:
+        raise VideoError(f"{folder} holds no PNG/JPG frames: point at a video file or a folder of frame images.")
+    return sorted(files, key=lambda f: _natural_key(f.name))
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, int]:
+    """One image file → (RGB array [H, W, 3] uint8 or uint16, channels in the file)."""
+    # imdecode(fromfile) rather than imread: works with non-ASCII paths on every OS.
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise VideoError(f"cannot decode image {path}: is it a valid PNG/JPG?")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if channels == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif channels == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img, channels
+
+
+def _to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8/uint16 → float32 0..1 in one pass."""
+    scale = 1.0 / np.iinfo(pixels.dtype).max
+    return np.multiply(pixels, np.float32(scale), dtype=np.float32)
+
+
+def _open(path: Path):
+    """Open a container and its first video stream, with user-facing errors."""
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise VideoError(
+            f"cannot open {path} as a video ({exc.strerror or exc}). The file is not a video, or its "
+            "header is damaged (e.g. a cut-off download): re-export it as .mp4 or .mkv."
+        ) from exc
+    if container.format.name == "tty":  # FFmpeg renders any text file as an "ANSI art" video
+        container.close()
+        raise VideoError(f"{path} is a text file, not a video: choose a video file or a folder of frames.")
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path} has no video frames (no video stream, or an empty one): choose a file with video.")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame + slice threads: several times faster decoding
+    return container, stream
+
+
+def _pixel_format(stream) -> tuple[bool, bool]:
+    """(has_alpha, is_grayscale) for a stream's pix_fmt."""
+    fmt = stream.codec_context.format
+    if fmt is None:  # unknown until decoding (rare): assume plain 8-bit colour
+        return False, False
+    has_alpha = any(c.is_alpha for c in fmt.components)
+    colour = [c for c in fmt.components if not c.is_alpha]
+    is_gray = len(colour) == 1 and not fmt.has_palette
+    return has_alpha, is_gray
+
+
+def probe_video(path, fps: float | None = None) -> VideoInfo:
+    """Describe a video file or a folder of frames without decoding pixels.
+
+    ``fps`` is required for a folder of frames (which has none) and, for a video file,
+    overrides the rate found in the file. Variable frame rate: ``fps`` is 1 / median
+    interval between presentation timestamps, and ``variable_fps`` is True when any
+    interval is off that median by more than 2 % (and by more than 1.5 timestamp ticks,
+    so millisecond rounding of a constant rate does not count).
+    """
+    p = _existing(path)
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}.")
+    if p.is_dir():
+        files = _frame_files(p)
+        if fps is None:
+            raise InputError(f"missing fps: pass --fps (a folder of frames such as {p} has no frame rate).")
+        first, channels = _read_image(files[0])
+        return VideoInfo(str(p), first.shape[1], first.shape[0], float(fps), len(files), len(files) / fps,
+                         False, channels == 4, channels == 1,
+                         "png" if files[0].suffix.lower() == ".png" else "mjpeg")
+    container, stream = _open(p)
+    try:
+        pts = np.sort([pk.pts for pk in container.demux(stream) if pk.pts is not None and pk.size > 0])
+        tick = float(stream.time_base)
+        has_alpha, is_gray = _pixel_format(stream)
+        nominal = float(stream.average_rate or stream.guessed_rate or 0)
+        variable = False
+        if len(pts) >= 3:
+            intervals = np.diff(pts) * tick
+            median = float(np.median(intervals))
+            off = np.abs(intervals - median)
+            variable = bool(np.any((off > 0.02 * median) & (off > 1.5 * tick)))
+            # Keep the container's exact rational (e.g. 30000/1001) when it agrees.
+            measured = 1.0 / median if median > 0 else nominal
+            found = nominal if (not variable and nominal and abs(nominal - measured) < 0.01 * measured) else measured
+        else:
+            found = nominal
+        if not found:
+            raise VideoError(f"{p} has no frame rate and too few frames to measure one: pass --fps.")
+        num = len(pts) or stream.frames
+        if stream.frames > len(pts) > 0:
+            warnings.warn(f"{p} is truncated: its header lists {stream.frames} frames, {len(pts)} are present.",
+                          TruncatedVideoWarning, stacklevel=2)
+        if num == 0:
+            raise VideoError(f"{p} contains no video frames: the file is empty or was not finished writing.")
+        duration = (float(pts[-1] - pts[0]) * tick + 1.0 / found) if len(pts) >= 2 else num / found
+        return VideoInfo(str(p), stream.codec_context.width, stream.codec_context.height, float(fps or found),
+                         int(num), duration, variable, has_alpha, is_gray, stream.codec_context.name)
+    finally:
+        container.close()
+
+
+def _decoded_images(path: Path, start: int) -> Iterator[np.ndarray]:
+    """Yield frames from index ``start`` as RGB uint8/uint16 [H, W, 3], in presentation order."""
+    if path.is_dir():
+        for f in _frame_files(path)[start:]:
+            yield _read_image(f)[0]
+        return
+    container, stream = _open(path)
+    has_alpha, _ = _pixel_format(stream)
+    if has_alpha:
+        warnings.warn(f"{path} has an alpha channel; it is dropped (frames are RGB).", stacklevel=3)
+    index, damage, expected = 0, "", stream.frames  # frames the header lists (0: unknown)
+    try:
+        for frame in container.decode(stream):
+            if index >= start:  # decode-and-skip: exact frame indices, also for VFR files
+                yield frame.to_ndarray(format="rgb24", interpolation=_SWS_ACCURATE)
+            index += 1
+    except av.FFmpegError as exc:
+        damage = f"decoding failed after frame {index} ({exc})"
+    finally:
+        container.close()
+    if not damage and index < expected:  # cut off at the end: the demuxer just stops
+        damage = f"decoded {index} of the {expected} frames its header lists"
+    if index == 0:
+        raise VideoError(f"{path} contains no decodable video frames ({damage or 'empty'}): re-export the file.")
+    if damage:
+        warnings.warn(f"{path} is damaged or truncated: {damage}; returning the frames before it.",
+                      TruncatedVideoWarning, stacklevel=3)
+
+
+def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """Stream frames ``start`` (inclusive) to ``stop`` (exclusive) in chunks.
+
+    Yields float32 [t, H, W, 3] RGB 0..1 with t <= chunk_frames; at most one chunk (plus
+    one decoded frame) is in memory at a time. Frames before ``start`` are decoded and
+    skipped, which keeps frame indices exact for variable-frame-rate files.
+    """
+    if chunk_frames < 1 or start < 0 or (stop is not None and stop < start):
+        raise InputError(f"need chunk_frames >= 1 and 0 <= start <= stop, got {chunk_frames}, {start}, {stop}.")
+    p = _existing(path)
+    buffer, count, index = None, 0, start
+    for img in _decoded_images(p, start):
+        if stop is not None and index >= stop:
+            break
+        if buffer is None:
+            buffer = np.empty((chunk_frames, *img.shape), img.dtype)
+        if img.shape != buffer.shape[1:]:
+            raise VideoError(f"frame {index} of {p} is {img.shape[1]}x{img.shape[0]}, earlier frames are "
+                             f"{buffer.shape[2]}x{buffer.shape[1]}: all frames must share one size.")
+        buffer[count] = img
+        count, index = count + 1, index + 1
+        if count == chunk_frames:
+            yield _to_float(buffer)
+            count = 0
+    if count:
+        yield _to_float(buffer[:count])
+
+
+def read_video(path, max_frames: int | None = None, fps: float | None = None) -> tuple[np.ndarray, float]:
+    """Whole clip in memory: (frames float32 [T, H, W, 3], fps). See ``probe_video`` for ``fps``."""
+    info = probe_video(path, fps=fps)
+    chunks = list(iter_frames(path, chunk_frames=256, stop=max_frames))
+    return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)), info.fps
+
+
+# ------------------------------------------------------------------------ quantisation
+
+
+@dataclass
+class DitherState:
+    """Per-pixel rounding residual carried from one frame to the next, in code units.
+
+    Starts random in [-0.5, 0.5) (from ``seed``), shared by ``block`` x ``block``
+    pixels, so pixels do not all step on the same frame. Updated in place.
+    """
+
+    seed: int = 0
+    block: int = 1
+    residual: np.ndarray | None = None
+
+    def get(self, shape: tuple) -> np.ndarray:
+        if self.residual is None:
+            h, w = shape[:2]
+            coarse = (-(-h // self.block), -(-w // self.block), *shape[2:])
+            start = np.random.default_rng(self.seed).uniform(-0.5, 0.5, coarse).astype(np.float32)
+            self.residual = repeat(start, "h w ... -> (h bh) (w bw) ...", bh=self.block, bw=self.block)[:h, :w]
+        elif self.residual.shape != tuple(shape):
+            raise InputError(f"dither state is for frames of shape {self.residual.shape}, got {tuple(shape)}: "
+                             "use one state per video.")
+        return self.residual
+
+
+def _dither_codes(codes: np.ndarray, state: DitherState) -> np.ndarray:
+    """Error diffusion over time. codes float [T, ...] in 0..255 → uint8 [T, ...]."""
+    out = np.empty(codes.shape, np.uint8)
+    residual = state.get(codes.shape[1:])
+    for t in range(codes.shape[0]):
+        wanted = codes[t] + residual
+        q = np.clip(np.floor(wanted + 0.5), 0, 255)
+        residual = wanted - q  # stays in [-0.5, 0.5] because codes are clipped to 0..255
+        out[t] = q
+    state.residual = residual.astype(np.float32)
+    return out
+
+
+def quantize_to_uint8(frames, method: str = "dither", state: DitherState | None = None, seed: int = 0) -> np.ndarray:
+    """float [T, ...] in 0..1 → uint8 [T, ...] (value * 255; out-of-range values are clipped).
+
+    ``"dither"``: temporal error diffusion per pixel (pass one ``DitherState`` for all
+    chunks of a video; None starts a fresh one from ``seed``). ``"round"``: nearest
+    level. ``"truncate"``: floor, as ComfyUI's SaveVideo does (``(x*255).byte()``).
+    """
+    if method not in QUANTIZE_METHODS:
+        raise InputError(f"unknown quantize method {method!r}: choose one of {QUANTIZE_METHODS}.")
+    codes = np.clip(np.asarray(frames, np.float32), 0.0, 1.0) * np.float32(255)
+    if method == "truncate":
+        return codes.astype(np.uint8)
+    if method == "round":
+        return np.floor(codes + 0.5).astype(np.uint8)
+    return _dither_codes(codes, state if state is not None else DitherState(seed=seed))
+
+
+def _rgb_to_ycbcr420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB [H, W, 3] 0..1 (even H, W) → BT.709 limited-range code values, float:
+    Y [H, W], Cb and Cr [H/2, W/2] (each chroma sample is the mean of its 2x2 pixels)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = _KR * r + (1 - _KR - _KB) * g + _KB * b
+    cb = reduce((b - y) / (2 * (1 - _KB)), "(h a) (w c) -> h w", "mean", a=2, c=2)
+    cr = reduce((r - y) / (2 * (1 - _KR)), "(h a) (w c) -> h w", "mean", a=2, c=2)
+    return 16 + 219 * y, 128 + 224 * cb, 128 + 224 * cr
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _output_kind(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if path.endswith(("/", os.sep)) or not suffix:
+        return "png"
+    if suffix in (".mp4", ".mov", ".m4v"):
+        return "h264"
+    if suffix == ".mkv":
+        return "ffv1"
+    raise InputError(f"cannot write {suffix} files: use .mp4/.mov (H.264), .mkv (lossless FFV1) "
+                     "or a folder name ending in / (PNG frames).")
+
+
+class VideoWriter:
+    """Write chunks of frames to one output; see the module docstring for formats.
+
+    Use as a context manager: the file appears at ``path`` only when the block exits
+    without an exception. ``quantize`` ("dither" | "round" | "truncate") overrides
+    ``dither`` (True → "dither", False → "round"). uint8 chunks are written as they are.
+    """
+
+    def __init__(self, path, fps, crf=18, overwrite=False, dither=True, seed=0, input_path=None,
+                 preset="medium", quantize=None):
+        self.path = Path(path).expanduser()
+        self.kind = _output_kind(str(path))
+        if not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+            raise InputError(f"fps must be a positive number, got {fps!r}.")
+        if not 0 <= crf <= 51:
+            raise InputError(f"crf must be 0..51 (0 lossless, 18 visually lossless, 23 x264 default), got {crf}.")
+        self.quantize = quantize or ("dither" if dither else "round")
+        if self.quantize not in QUANTIZE_METHODS:
+            raise InputError(f"unknown quantize method {self.quantize!r}: choose one of {QUANTIZE_METHODS}.")
+        if input_path is not None and self.path.resolve() == Path(input_path).expanduser().resolve():
+            raise InputError(f"output path equals input ({self.path}): choose another output path.")
+        if self.path.exists() and not overwrite:
+            raise InputError(f"{self.path} already exists: pass --overwrite (overwrite=True) or choose another path.")
+        if not self.path.parent.is_dir():
+            raise InputError(f"output folder {self.path.parent} does not exist: create it or choose another path.")
+        self.fps, self.crf, self.preset, self.seed = fps, int(crf), preset, seed
+        self.frames_written = 0
+        self._size = None  # (H, W) of the frames given
+        self._tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}"
+        self._container = self._stream = None
+        self._states: list[DitherState] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _start(self, height: int, width: int):
+        self._size = (height, width)
+        if self.kind == "png":
+            self._tmp.mkdir()
+            self._states = [DitherState(self.seed)]
+            return
+        self._container = av.open(str(self._tmp), "w")
+        rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 → 30000/1001
+        if self.kind == "ffv1":
+            self._stream = self._container.add_stream("ffv1", rate=rate)
+            self._stream.pix_fmt = "bgr0"  # 8-bit RGB (FFV1 has no 8-bit gbrp): a lossless byte shuffle
+            self._stream.width, self._stream.height = width, height
+            self._states = [DitherState(self.seed)]
+            return
+        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.width, self._stream.height = width + width % 2, height + height % 2
+        self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+        cc = self._stream.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
+        cc.color_range = 1  # limited (MPEG) range
+        self._states = [DitherState(self.seed, _H264_DITHER_BLOCK)] + [
+            DitherState(self.seed + k, _H264_DITHER_BLOCK // 2) for k in (1, 2)]
+
+    def write(self, frames_chunk) -> None:
+        """Append frames: [t, H, W, 3] (or one [H, W, 3]) float 0..1 or uint8, RGB."""
+        chunk = np.asarray(frames_chunk)
+        if chunk.ndim == 3:
+            chunk = chunk[None]
+        if chunk.ndim != 4 or chunk.shape[-1] != 3 or 0 in chunk.shape:
+            raise InputError(f"frames must be RGB [t, H, W, 3], got shape {chunk.shape}.")
+        if chunk.dtype != np.uint8:
+            chunk = chunk.astype(np.float32, copy=False)
+            if not np.isfinite(chunk).all():
+                raise InputError("frames contain NaN or inf: check the step that produced them.")
+        if self._size is None:
+            self._start(*chunk.shape[1:3])
+        elif chunk.shape[1:3] != self._size:
+            raise InputError(f"frame size {chunk.shape[2]}x{chunk.shape[1]} differs from the first chunk's "
+                             f"{self._size[1]}x{self._size[0]}: a video has one size.")
+        for frame in chunk:
+            self._write_frame(frame)
+            self.frames_written += 1
+
+    def _write_frame(self, frame: np.ndarray) -> None:
+        if self.kind == "h264" and frame.dtype != np.uint8 and self.quantize == "dither":
+            padded = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+            planes = [_dither_codes(c[None], s)[0] for c, s in zip(_rgb_to_ycbcr420(np.clip(padded, 0, 1)),
+                                                                   self._states)]
+            # PyAV's yuv420p array: the Y, Cb, Cr planes back to back, viewed as [1.5 H, W].
+            packed = np.concatenate([p.ravel() for p in planes]).reshape(-1, padded.shape[1])
+            av_frame = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+        else:
+            rgb = frame if frame.dtype == np.uint8 else quantize_to_uint8(frame[None], self.quantize, self._states[0])[0]
+            if self.kind == "png":
+                cv2.imwrite(str(self._tmp / f"frame_{self.frames_written:06d}.png"),
+                            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                return
+            if self.kind == "ffv1":
+                av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="bgr0")
+            else:  # round/truncate: the user's own 8-bit RGB, converted by swscale like any save node
+                rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
+                av_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                    format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        if self.kind == "h264":
+            av_frame.colorspace, av_frame.color_range = 1, 1
+        av_frame.pts = self.frames_written
+        self._container.mux(self._stream.encode(av_frame))
+
+    def close(self) -> str:
+        """Finish the file and move it into place; returns the output path."""
+        if self._size is None:
+            raise VideoError(f"no frames were written to {self.path}: nothing to save.")
+        if self._container is not None:
+            try:
+                self._container.mux(self._stream.encode(None))  # flush delayed frames
+                self._container.close()
+                self._container = None
+            except Exception:
+                self.abort()
+                raise
+        if self.path.is_dir() and self.kind == "png":  # overwrite=True: swap folders, then delete the old
+            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.path, old)
+            os.replace(self._tmp, self.path)
+            shutil.rmtree(old)
+        else:
+            os.replace(self._tmp, self.path)
+        self._size = None
+        return str(self.path)
+
+    def abort(self) -> None:
+        """Drop everything written so far (called on exceptions inside ``with``)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # already failing: the temp file is deleted below anyway
+                pass
+            self._container = None
+        if self._tmp.is_dir():
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        elif self._tmp.exists():
+            self._tmp.unlink()
+        self._size = None
+
+
+def write_video(path, frames, fps, crf=18, overwrite=False, dither=True, input_path=None, seed=0,
+                preset="medium", quantize=None, chunk_frames=64) -> str:
+    """Write frames [T, H, W, 3] (float 0..1 or uint8) to ``path``; returns the path written."""
+    with VideoWriter(path, fps, crf=crf, overwrite=overwrite, dither=dither, seed=seed, input_path=input_path,
+                     preset=preset, quantize=quantize) as writer:
+        for i in range(0, len(frames), chunk_frames):
+            writer.write(frames[i:i + chunk_frames])
+    return str(writer.path)
+
+
+def encode_decode(frames, fps, codec="h264", crf=23, quantize="truncate", preset="medium", seed=0) -> np.ndarray:
+    """What a saved-and-reloaded clip looks like: frames [T, H, W, 3] → same shape, float32.
+
+    The default is ComfyUI's core SaveVideo: truncate to uint8, libx264 crf 23 preset
+    medium, yuv420p. ``codec="ffv1"`` is lossless, so only ``quantize`` acts.
+    """
+    suffix = {"h264": ".mp4", "ffv1": ".mkv"}.get(codec)
+    if suffix is None:
+        raise InputError(f"unknown codec {codec!r}: choose 'h264' or 'ffv1'.")
+    frames = np.asarray(frames)
+    with tempfile.TemporaryDirectory(prefix="physiolatent-") as tmp:
+        out = write_video(Path(tmp) / f"clip{suffix}", frames, fps, crf=crf, quantize=quantize, seed=seed,
+                          preset=preset)
+        decoded, _ = read_video(out)
+    return decoded[:, : frames.shape[1], : frames.shape[2]]  # drop the padding of odd sizes
