@@ -1,0 +1,516 @@
+"""Command line: ``python -m physiolatent_core {edit,remove,estimate,demo}``.
+
+A thin shell over the library::
+
+    probe/read (video.py) -> face mask (face.py) -> edit (editor.py) -> write (video.py)
+      -> read the file back -> verify + plot (verify.py) -> report JSON + figure PNG
+
+The report describes the file *as saved*: the written video is decoded again and
+verified, so codec losses count. For lossy outputs (H.264) the report also gives the
+PSNR/SSIM against the original encoded with the same settings (``video.encode_decode``),
+which separates the edit's cost from the codec's.
+
+Errors the user can act on (``PhysioLatentError``) print as ``error: <message>`` on
+stderr with exit code 2 and no traceback; outputs already written by the failing run
+are removed, so a failure leaves nothing behind. The whole clip is held in memory
+(about four copies of float32 frames: input, edit, read-back, codec reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, PhysioLatentError, VideoError
+
+MIN_DURATION_S = 4.0
+LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
+VIDEO_OUT_SUFFIXES = LOSSY_SUFFIXES + (".mkv",)
+DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _add_common(p: argparse.ArgumentParser, output: bool = True) -> None:
+    p.add_argument("--fps", type=float, help="frame rate (required for a folder of frames; overrides the file's)")
+    p.add_argument("--methods", help="comma-separated rPPG estimators for verification (default: %(default)s)",
+                   default=",".join(DEFAULT_METHODS))
+    p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    p.add_argument("--report", help="report JSON path" + (" (default: OUT stem + .report.json)" if output else ""))
+    p.add_argument("--figure", help="pulse/spectrum figure PNG path" + (" (default: OUT stem + .png)" if output else ""))
+    p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    if output:
+        p.add_argument("--crf", type=int, default=18, help="H.264 quality for .mp4 outputs, 0-51 (default 18)")
+        p.add_argument("--robust-to", choices=("lossless", "h264"),
+                       help="edit strength for where the video goes: default matches the output "
+                            "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m physiolatent_core",
+        description="Edit, remove or verify the heart-rate (rPPG) signal in a face video.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,estimate,demo}")
+
+    p = sub.add_parser("edit", help="set the pulse to a target heart rate")
+    p.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm) or folder of PNG/JPG frames")
+    p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
+    p.add_argument("--target-hr", required=True,
+                   help="target heart rate in bpm: 75, or a linear ramp over the clip like 70:120")
+    _add_common(p)
+
+    p = sub.add_parser("remove", help="remove the pulse (or replace it by a decoy heart rate)")
+    p.add_argument("input", help="video file or folder of frames")
+    p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
+    p.add_argument("--decoy-hr", help="inject this heart rate (bpm) instead of pulse-band noise")
+    _add_common(p)
+
+    p = sub.add_parser("estimate", help="read the heart rate of a face video")
+    p.add_argument("input", help="video file or folder of frames")
+    _add_common(p, output=False)
+
+    p = sub.add_parser("demo", help="synthetic subject (true HR 68) edited to 100 bpm, verified")
+    p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
+    p.add_argument("--duration", type=float, default=12.0, help="clip length in seconds (default 12)")
+    p.add_argument("--size", default="360x480", help="frame size HEIGHTxWIDTH (default %(default)s)")
+    _add_common(p, output=False)
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (default 18)")
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Outputs:
+    """Paths this run writes. ``check`` refuses existing ones early (before any work);
+    ``cleanup`` deletes what was written when the run fails, so failures leave nothing."""
+
+    def __init__(self, overwrite: bool):
+        self.overwrite = overwrite
+        self.written: list[Path] = []
+
+    def check(self, path: Path, what: str, input_path: Path | None = None) -> Path:
+        if input_path is not None and path.resolve() == input_path.resolve():
+            raise InputError(f"the {what} path equals the input ({path}): choose another output path.")
+        if path.exists() and not self.overwrite:
+            raise InputError(f"{path} already exists: pass --overwrite or choose another {what} path.")
+        if not path.parent.is_dir():
+            raise InputError(f"the folder {path.parent} for the {what} does not exist: create it first.")
+        return path
+
+    def done(self, path) -> None:
+        self.written.append(Path(path))
+
+    def cleanup(self) -> None:
+        for p in self.written:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+
+
+def _stem_path(output: Path, suffix: str) -> Path:
+    """``out/edited.mp4`` -> ``out/edited<suffix>``; ``frames/`` -> ``frames<suffix>``."""
+    return output.parent / (output.stem + suffix) if output.suffix else output.parent / (output.name + suffix)
+
+
+def _out_kind(raw: str) -> str:
+    suffix = Path(raw).suffix.lower()
+    if raw.endswith(("/", os.sep)) or not suffix:
+        return "png"
+    if suffix in LOSSY_SUFFIXES:
+        return "h264"
+    if suffix == ".mkv":
+        return "ffv1"
+    raise InputError(
+        f"cannot write {suffix} files: use .mp4/.mov (H.264), .mkv (lossless FFV1) or a folder name "
+        "ending in / (PNG frames)."
+    )
+
+
+def _methods(spec: str) -> list[str]:
+    from .rppg import resolve_methods
+
+    return resolve_methods([m.strip() for m in spec.split(",") if m.strip()])
+
+
+def _band_for(*hr_values) -> tuple[float, float]:
+    """HR band for verification: the default (40-180) widened to cover the HRs involved."""
+    from .rppg.hr import DEFAULT_BAND_BPM
+
+    values = [float(v) for v in hr_values if v is not None]
+    low = min([DEFAULT_BAND_BPM[0]] + [v - 15 for v in values])
+    high = max([DEFAULT_BAND_BPM[1]] + [v + 20 for v in values])
+    return max(low, 25.0), high
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomic JSON write (temp file beside the target, then rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".json", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is an ordinary file
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _progress(iterable, quiet: bool, **kwargs):
+    from tqdm import tqdm
+
+    # disable=None: no bars when stderr is not a terminal (logs, CI), bars otherwise.
+    return tqdm(iterable, disable=True if quiet else None, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def _read(path: Path, fps: float | None, quiet: bool, what: str = "reading"):
+    """Probe and decode a whole clip with a progress bar: (frames [T,H,W,3], VideoInfo)."""
+    from .video import iter_frames, probe_video
+
+    info = probe_video(path, fps=fps)
+    chunk = 32
+    chunks = list(_progress(iter_frames(path, chunk_frames=chunk), quiet, desc=what, unit="chunk",
+                            total=math.ceil(info.num_frames / chunk)))
+    frames = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return frames, info
+
+
+def _write(path: str, frames: np.ndarray, fps: float, crf: int, overwrite: bool, input_path, seed: int,
+           quiet: bool) -> str:
+    from .video import VideoWriter
+
+    chunk = 32
+    with VideoWriter(path, fps, crf=crf, overwrite=overwrite, seed=seed, input_path=input_path) as writer:
+        for start in _progress(range(0, len(frames), chunk), quiet, desc="writing", unit="chunk"):
+            writer.write(frames[start : start + chunk])
+    return str(writer.path)
+
+
+def _face_mask(frames: np.ndarray, fps: float):
+    from .face import face_mask
+
+    mask, track = face_mask(frames, fps)
+    return mask, track
+
+
+def _log(args, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _fmt_hr(value) -> str:
+    return "  n/a" if value is None else f"{value:5.1f}"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None) -> dict:
+    """Shared pipeline of ``edit``, ``remove`` and ``demo``. Returns the report."""
+    from .pulse import hr_curve, parse_hr_target
+    from .rppg import extract_rgb
+    from .rppg.hr import check_duration
+    from .verify import plot_pulse, psnr_db, save_figure, ssim, verify
+    from .video import encode_decode, probe_video
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    # ---- validate everything cheap before any heavy work
+    input_path = Path(args.input).expanduser()
+    kind = _out_kind(args.output)
+    out_path = outputs.check(Path(args.output).expanduser(), "output", input_path)
+    report_path = outputs.check(Path(args.report or _stem_path(out_path, ".report.json")).expanduser(), "report")
+    figure_path = None
+    if not args.no_figure:
+        figure_path = outputs.check(Path(args.figure or _stem_path(out_path, ".png")).expanduser(), "figure")
+    paths = [p.resolve() for p in (out_path, report_path, figure_path) if p is not None]
+    if len(set(paths)) < len(paths):
+        raise InputError("the output, report and figure paths must differ.")
+    if not 0 <= args.crf <= 51:
+        raise InputError(f"--crf must be 0..51 (0 lossless, 18 visually lossless, 23 x264 default), got {args.crf}.")
+    methods = _methods(args.methods)
+    target = parse_hr_target(args.target_hr) if args.command == "edit" else None
+    decoy = parse_hr_target(args.decoy_hr) if getattr(args, "decoy_hr", None) is not None else None
+    robust_to = args.robust_to or ("h264" if kind == "h264" else "lossless")
+
+    info = probe_video(input_path, fps=args.fps)
+    check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
+    lap("probe")
+
+    # ---- read, mask, edit
+    frames, info = _read(input_path, args.fps, args.quiet)
+    fps = info.fps
+    check_duration(len(frames), fps, min_duration_s=MIN_DURATION_S)
+    lap("read")
+    mask, track = _face_mask(frames, fps)
+    lap("face_mask")
+    from .editor import edit_pulse, remove_pulse
+
+    if target is not None:
+        result = edit_pulse(frames, fps, target, face_mask=mask, robust_to=robust_to, seed=args.seed)
+    else:
+        result = remove_pulse(frames, fps, face_mask=mask, decoy_hr_bpm=decoy, robust_to=robust_to, seed=args.seed)
+    lap("edit")
+
+    # ---- write, then verify what was written (the file as saved, after the codec)
+    written_video = _write(str(out_path) + ("/" if kind == "png" else ""), result.frames, fps, args.crf,
+                           args.overwrite, input_path, args.seed, args.quiet)
+    outputs.done(written_video)
+    editor_info = result.info
+    del result  # the edited frames are in the file now; free them
+    lap("write")
+    saved, _ = _read(Path(written_video), fps, args.quiet, "reading back")
+    saved = saved[:, : frames.shape[1], : frames.shape[2]]  # H.264 pads odd sizes by one row/column
+    if len(saved) != len(frames):
+        raise VideoError(f"{written_video} decodes to {len(saved)} frames, {len(frames)} were written.")
+    lap("read_back")
+
+    n_frames = len(frames)
+    aim = target if target is not None else decoy  # the HR the saved file should read, if any
+    aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
+    aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
+    band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), true_hr_bpm)
+    checked = verify(saved, fps, mask=mask, methods=methods, reference_frames=frames,
+                     target_hr_bpm=aim_constant, true_hr_bpm=None, band_bpm=band)
+    trajectory = None
+    if aim is not None and aim.kind != "constant":
+        trajectory = _trajectory_check(saved, fps, mask, aim_curve, band)
+    codec_reference = None
+    if kind == "h264":
+        # The original through the same writer (dither + libx264 at this crf): the PSNR
+        # between it and the saved edit is the edit's cost, without the codec's own loss.
+        encoded = encode_decode(frames, fps, codec="h264", crf=args.crf, quantize="dither", seed=args.seed)
+        codec_reference = {
+            "description": f"input encoded with the same settings (H.264 crf {args.crf}, dithered)",
+            "psnr_db": psnr_db(saved, encoded),
+            "ssim": ssim(saved, encoded)[0],
+            "codec_only_psnr_db": psnr_db(encoded, frames),
+        }
+        del encoded
+    lap("verify")
+
+    if figure_path is not None:
+        title = (f"{args.command}: target {aim}" if aim is not None else "remove") + " (file as saved)"
+        # Colour traces [T, 3] instead of frames: pooling the clips again would double the cost.
+        fig = plot_pulse(extract_rgb(saved, mask), fps, before=extract_rgb(frames, mask), target_hr_bpm=aim_constant,
+                         band_bpm=band, title=title)
+        outputs.done(save_figure(fig, figure_path, overwrite=args.overwrite))
+        lap("figure")
+
+    report = _jsonable({
+        "command": args.command,
+        "input": asdict(info),
+        "outputs": {"video": written_video, "report": str(report_path),
+                    "figure": None if figure_path is None else str(figure_path)},
+        "settings": {
+            "target_hr": None if target is None else str(target),
+            "decoy_hr": None if decoy is None else str(decoy),
+            "robust_to": robust_to, "output_codec": kind, "crf": args.crf if kind == "h264" else None,
+            "seed": args.seed, "methods": methods, "band_bpm": list(band), "fps": fps,
+        },
+        "true_hr_bpm": true_hr_bpm,
+        "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found)),
+                 "mask_mean": float(mask.mean())},
+        "editor": editor_info,
+        "verify": checked,
+        "trajectory": trajectory,
+        "codec_reference": codec_reference,
+        "timings_s": timings,
+    })
+    report["timings_s"]["total"] = round(sum(timings.values()), 3)
+    _write_json(report_path, report)
+    outputs.done(report_path)
+    if not args.quiet:
+        _print_summary(report)
+    return report
+
+
+def _trajectory_check(saved, fps, mask, aim_curve, band) -> dict:
+    """For an HR trajectory: POS HR over sliding windows against the target curve."""
+    from .rppg import ESTIMATORS, extract_rgb, hr_over_time
+
+    duration = len(saved) / fps
+    window_s = min(8.0, duration / 2)
+    pulse = ESTIMATORS["pos"](extract_rgb(saved, mask), fps)
+    times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0)
+    times, hrs = np.asarray(times, float), np.asarray(hrs, float)
+    want = np.interp(times * fps, np.arange(len(aim_curve)), aim_curve)
+    ok = np.isfinite(hrs)
+    return {
+        "method": "pos", "window_s": window_s, "times_s": times, "hr_bpm": hrs, "target_bpm": want,
+        "mae_bpm": float(np.mean(np.abs(hrs[ok] - want[ok]))) if ok.any() else None,
+    }
+
+
+def _jsonable(value):
+    """numpy -> Python, NaN/inf -> None, Paths -> str: strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_summary(report: dict) -> None:
+    v, s, inp = report["verify"], report["settings"], report["input"]
+    lines = [f"input   {inp['path']}  {inp['width']}x{inp['height']}, {inp['fps']:.3g} fps, "
+             f"{inp['num_frames']} frames ({inp['duration_s']:.1f} s)"]
+    if report.get("true_hr_bpm") is not None:
+        lines.append(f"true HR {report['true_hr_bpm']:.1f} bpm")
+    lines.append(f"HR before (median of estimators): {_fmt_hr(v.get('hr_bpm_median_before'))} bpm")
+    if s["target_hr"]:
+        lines.append(f"target  {s['target_hr']}")
+    if s["decoy_hr"]:
+        lines.append(f"decoy   {s['decoy_hr']}")
+    lines.append("HR after, read from the saved file:")
+    for name, hr in v["hr_bpm"].items():
+        before = v.get("hr_bpm_before", {}).get(name)
+        lines.append(f"  {name:6s} {_fmt_hr(hr)} bpm   (before {_fmt_hr(before)})")
+    if report.get("trajectory") and report["trajectory"]["mae_bpm"] is not None:
+        lines.append(f"trajectory error (POS, sliding windows): {report['trajectory']['mae_bpm']:.1f} bpm")
+    fidelity = f"PSNR {v['psnr_db']:.1f} dB, SSIM {v['ssim']:.4f} against the input"
+    if report.get("codec_reference"):
+        c = report["codec_reference"]
+        fidelity += f"; {c['psnr_db']:.1f} dB against the input through the same codec"
+    lines.append(fidelity)
+    outs = report["outputs"]
+    lines.append("wrote   " + ", ".join(p for p in (outs["video"], outs["report"], outs["figure"]) if p))
+    print("\n".join(lines))
+
+
+def _estimate(args, outputs: _Outputs) -> dict:
+    from .rppg import extract_rgb
+    from .rppg.hr import check_duration
+    from .verify import plot_pulse, save_figure, verify
+    from .video import probe_video
+
+    input_path = Path(args.input).expanduser()
+    methods = _methods(args.methods)
+    report_path = outputs.check(Path(args.report).expanduser(), "report", input_path) if args.report else None
+    figure_path = None
+    if args.figure and not args.no_figure:
+        figure_path = outputs.check(Path(args.figure).expanduser(), "figure", input_path)
+    t0 = time.perf_counter()
+    info = probe_video(input_path, fps=args.fps)
+    check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
+    frames, info = _read(input_path, args.fps, args.quiet)
+    mask, track = _face_mask(frames, info.fps)
+    checked = verify(frames, info.fps, mask=mask, methods=methods)
+    if figure_path is not None:
+        fig = plot_pulse(extract_rgb(frames, mask), info.fps, title=f"{input_path.name}: POS pulse")
+        outputs.done(save_figure(fig, figure_path, overwrite=args.overwrite))
+    report = _jsonable({
+        "command": "estimate", "input": asdict(info),
+        "settings": {"methods": methods, "fps": info.fps},
+        "face": {"frames": len(frames), "frames_detected": int(np.sum(track.found))},
+        "verify": checked, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
+        "outputs": {"report": None if report_path is None else str(report_path),
+                    "figure": None if figure_path is None else str(figure_path)},
+    })
+    if report_path is not None:
+        _write_json(report_path, report)
+        outputs.done(report_path)
+    # The estimate is the command's result: printed even with --quiet.
+    for name in methods:
+        hr, snr = checked["hr_bpm"][name], checked["snr_db"][name]
+        print(f"{name:6s} {_fmt_hr(hr)} bpm   SNR {'n/a' if snr is None else f'{snr:5.1f} dB'}")
+    print(f"median {_fmt_hr(checked['hr_bpm_median'])} bpm")
+    return report
+
+
+def _demo(args, outputs: _Outputs) -> dict:
+    """Synthetic subject (true HR 68) -> input.mp4 -> edit to 100 bpm -> edited.mp4 + report + figure."""
+    from .synth import synth_subject
+
+    out_dir = Path(args.out).expanduser()
+    names = {"input": "input.mp4", "edited": "edited.mp4", "report": "report.json", "figure": "figure.png"}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file: give a folder for the demo outputs.")
+    for name in names.values():
+        if (out_dir / name).exists() and not args.overwrite:
+            raise InputError(f"{out_dir / name} already exists: pass --overwrite or choose another --out folder.")
+    if not 0 <= args.crf <= 51:
+        raise InputError(f"--crf must be 0..51, got {args.crf}.")
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True)
+        outputs.done(out_dir)  # created by this run: removed again on failure
+    try:
+        size = tuple(int(s) for s in args.size.lower().split("x"))
+        assert len(size) == 2
+    except (ValueError, AssertionError):
+        raise InputError(f"--size must look like 360x480 (height x width), got {args.size!r}.") from None
+    true_hr, target_hr = 68.0, 100.0
+    _log(args, f"rendering a synthetic subject ({args.duration:g} s, true HR {true_hr:g} bpm)...")
+    clip = synth_subject(duration_s=args.duration, fps=30.0, hr_bpm=true_hr, size=size, seed=args.seed)
+    input_path = out_dir / names["input"]
+    outputs.done(_write(str(input_path), clip.frames, clip.fps, args.crf, args.overwrite, None, args.seed,
+                        args.quiet))
+    true_mean = clip.hr_bpm
+    del clip
+    edit_args = argparse.Namespace(
+        command="edit", input=str(input_path), output=str(out_dir / names["edited"]), target_hr=str(target_hr),
+        report=str(out_dir / names["report"]), figure=str(out_dir / names["figure"]), no_figure=False,
+        fps=None, crf=args.crf, robust_to=None, methods=args.methods, seed=args.seed,
+        overwrite=args.overwrite, quiet=args.quiet,
+    )
+    return _edit_or_remove(edit_args, outputs, true_hr_bpm=true_mean)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    outputs = _Outputs(getattr(args, "overwrite", False))
+    try:
+        if args.command in ("edit", "remove"):
+            _edit_or_remove(args, outputs)
+        elif args.command == "estimate":
+            _estimate(args, outputs)
+        else:
+            _demo(args, outputs)
+    except PhysioLatentError as exc:
+        outputs.cleanup()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        outputs.cleanup()
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BaseException:
+        outputs.cleanup()
+        raise
+    return 0

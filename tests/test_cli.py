@@ -1,0 +1,210 @@
+"""cli.py: every subcommand on tiny synthetic clips, and the bad-input cases."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physiolatent_core import cli
+from physiolatent_core.synth import synth_subject
+from physiolatent_core.video import probe_video, write_video
+
+REPO = Path(__file__).resolve().parents[1]
+TRUE_HR = 72.0
+SMALL = dict(size=(120, 160), fps=15.0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def clip_path(tmp_path_factory) -> Path:
+    """A 6 s, 15 fps, 160x120 synthetic face with a known HR, saved losslessly."""
+    clip = synth_subject(duration_s=6.0, hr_bpm=TRUE_HR, **SMALL)
+    return Path(write_video(tmp_path_factory.mktemp("in") / "face.mkv", clip.frames, clip.fps))
+
+
+def run(args, capsys):
+    """(exit code, stdout, stderr) of the CLI run in-process."""
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def files_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_edit_lossless_writes_video_report_and_figure(clip_path, tmp_path, capsys):
+    out = tmp_path / "edited.mkv"
+    code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", 100, "--methods", "pos,chrom,green"], capsys)
+    assert code == 0
+    assert files_in(tmp_path) == {"edited.mkv", "edited.report.json", "edited.png"}
+    assert probe_video(out).num_frames == 90
+    report = json.loads((tmp_path / "edited.report.json").read_text())
+    assert report["settings"]["robust_to"] == "lossless" and report["settings"]["output_codec"] == "ffv1"
+    assert report["settings"]["methods"] == ["pos", "chrom", "green"]
+    assert report["input"]["num_frames"] == 90 and report["input"]["fps"] == pytest.approx(15.0)
+    verify = report["verify"]
+    assert abs(verify["hr_bpm_before"]["pos"] - TRUE_HR) < 5  # the input's own pulse
+    assert abs(verify["hr_bpm"]["pos"] - 100) < 5  # the saved file reads the target
+    assert verify["psnr_db"] > 35 and verify["ssim"] > 0.95
+    assert report["codec_reference"] is None  # lossless: the input itself is the reference
+    assert set(report["timings_s"]) >= {"read", "face_mask", "edit", "write", "verify", "total"}
+    assert "HR after" in stdout and "pos" in stdout
+
+
+def test_edit_mp4_reports_codec_reference_and_honours_options(clip_path, tmp_path, capsys):
+    out = tmp_path / "edited.mp4"
+    report_path = tmp_path / "custom.json"
+    code, _, _ = run(["edit", clip_path, "-o", out, "--target-hr", "80", "--crf", 20, "--no-figure",
+                      "--report", report_path, "--quiet", "--methods", "pos"], capsys)
+    assert code == 0
+    assert files_in(tmp_path) == {"edited.mp4", "custom.json"}
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["robust_to"] == "h264" and report["settings"]["crf"] == 20
+    ref = report["codec_reference"]
+    assert ref["psnr_db"] > 30 and 0 < ref["ssim"] <= 1 and ref["codec_only_psnr_db"] > 30
+    assert report["outputs"]["figure"] is None
+
+
+def test_edit_trajectory_reports_hr_over_time(clip_path, tmp_path, capsys):
+    code, _, _ = run(["edit", clip_path, "-o", tmp_path / "ramp.mkv", "--target-hr", "70:110", "--quiet",
+                      "--no-figure", "--methods", "pos"], capsys)
+    assert code == 0
+    report = json.loads((tmp_path / "ramp.report.json").read_text())
+    assert report["settings"]["target_hr"].startswith("70:110")
+    trajectory = report["trajectory"]
+    assert len(trajectory["times_s"]) == len(trajectory["hr_bpm"]) == len(trajectory["target_bpm"]) > 0
+    assert trajectory["target_bpm"][0] < trajectory["target_bpm"][-1]
+
+
+def test_remove_with_decoy(clip_path, tmp_path, capsys):
+    out = tmp_path / "frames/"
+    code, _, _ = run(["remove", clip_path, "-o", str(out) + "/", "--decoy-hr", 110, "--quiet",
+                      "--methods", "pos,chrom"], capsys)
+    assert code == 0
+    assert len(list(out.glob("*.png"))) == 90
+    report = json.loads((tmp_path / "frames.report.json").read_text())
+    assert report["settings"]["decoy_hr"].startswith("110")
+    assert abs(report["verify"]["hr_bpm"]["pos"] - 110) < 5
+    assert (tmp_path / "frames.png").is_file()
+
+
+def test_estimate_prints_hr_and_writes_report(clip_path, tmp_path, capsys):
+    report_path = tmp_path / "est.json"
+    code, stdout, _ = run(["estimate", clip_path, "--methods", "pos,chrom", "--report", report_path,
+                           "--figure", tmp_path / "est.png", "--quiet"], capsys)
+    assert code == 0
+    lines = dict(line.split(None, 1) for line in stdout.strip().splitlines())
+    assert set(lines) == {"pos", "chrom", "median"}
+    assert abs(float(lines["pos"].split()[0]) - TRUE_HR) < 5
+    report = json.loads(report_path.read_text())
+    assert report["verify"]["hr_bpm"]["pos"] == pytest.approx(float(lines["pos"].split()[0]), abs=0.06)
+    assert (tmp_path / "est.png").stat().st_size > 1000
+
+
+def test_demo_writes_its_four_files(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, _ = run(["demo", "--out", out, "--size", "120x160", "--duration", 5, "--methods", "pos"], capsys)
+    assert code == 0
+    assert files_in(out) == {"input.mp4", "edited.mp4", "report.json", "figure.png"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["true_hr_bpm"] == pytest.approx(68.0, abs=0.5)
+    assert report["settings"]["target_hr"].startswith("100")
+    assert abs(report["verify"]["hr_bpm"]["pos"] - 100) < 5
+    assert "true HR" in stdout and "PSNR" in stdout
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def expect_error(args, capsys, match: str, folder: Path | None = None):
+    before = files_in(folder) if folder else None
+    code, _, err = run(args, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and match in err, err
+    assert "Traceback" not in err
+    if folder is not None:
+        assert files_in(folder) == before, "a failed run must not leave files behind"
+
+
+def test_missing_input(tmp_path, capsys):
+    expect_error(["edit", tmp_path / "nope.mp4", "-o", tmp_path / "o.mp4", "--target-hr", 80], capsys,
+                 "not found", tmp_path)
+
+
+def test_not_a_video(tmp_path, capsys):
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("this is not a video\n")
+    code, _, err = run(["estimate", bogus], capsys)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    expect_error(["edit", bogus, "-o", tmp_path / "o.mkv", "--target-hr", 80], capsys, "", tmp_path)
+
+
+def test_output_equals_input(clip_path, capsys):
+    expect_error(["edit", clip_path, "-o", clip_path, "--target-hr", 80, "--overwrite"], capsys,
+                 "equals the input", clip_path.parent)
+
+
+def test_existing_output_needs_overwrite(clip_path, tmp_path, capsys):
+    existing = tmp_path / "o.mkv"
+    existing.write_bytes(b"keep me")
+    expect_error(["edit", clip_path, "-o", existing, "--target-hr", 80], capsys, "--overwrite", tmp_path)
+    assert existing.read_bytes() == b"keep me"
+    (tmp_path / "o.png").write_bytes(b"old figure")  # the figure counts as an output too
+    existing.unlink()
+    expect_error(["edit", clip_path, "-o", existing, "--target-hr", 80], capsys, "o.png", tmp_path)
+
+
+@pytest.mark.parametrize("hr", ["300", "10", "70:400", "fast"])
+def test_target_outside_range(clip_path, tmp_path, capsys, hr):
+    expect_error(["edit", clip_path, "-o", tmp_path / "o.mkv", "--target-hr", hr], capsys,
+                 "30-240" if hr != "fast" else "not a number", tmp_path)
+
+
+def test_clip_too_short(tmp_path, capsys):
+    short = synth_subject(duration_s=2.0, **SMALL)
+    path = Path(write_video(tmp_path / "short.mkv", short.frames, short.fps))
+    expect_error(["edit", path, "-o", tmp_path / "o.mkv", "--target-hr", 80], capsys, "at least", tmp_path)
+    expect_error(["estimate", path], capsys, "at least", tmp_path)
+
+
+def test_bad_options(clip_path, tmp_path, capsys):
+    expect_error(["edit", clip_path, "-o", tmp_path / "o.avi", "--target-hr", 80], capsys, ".avi", tmp_path)
+    expect_error(["edit", clip_path, "-o", tmp_path / "o.mp4", "--target-hr", 80, "--crf", 60], capsys, "crf", tmp_path)
+    expect_error(["estimate", clip_path, "--methods", "pos,magic"], capsys, "magic", tmp_path)
+    expect_error(["edit", clip_path, "-o", tmp_path / "missing_dir" / "o.mkv", "--target-hr", 80], capsys,
+                 "does not exist", tmp_path)
+
+
+def test_frame_folder_needs_fps(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    clip = synth_subject(duration_s=0.2, **SMALL)
+    write_video(str(folder) + "/", clip.frames, clip.fps)
+    expect_error(["estimate", folder], capsys, "fps", tmp_path)
+
+
+def test_failure_after_writing_removes_outputs(clip_path, tmp_path, capsys, monkeypatch):
+    import physiolatent_core.verify as verify_module
+    from physiolatent_core.errors import InputError
+
+    def broken(*args, **kwargs):
+        raise InputError("verification exploded")
+
+    monkeypatch.setattr(verify_module, "verify", broken)
+    expect_error(["edit", clip_path, "-o", tmp_path / "o.mkv", "--target-hr", 90, "--quiet"], capsys,
+                 "verification exploded", tmp_path)
+
+
+def test_module_entry_point_exit_code(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "physiolatent_core", "edit", str(tmp_path / "x.mp4"), "-o",
+                           str(tmp_path / "y.mp4"), "--target-hr", "75"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    usage = subprocess.run([sys.executable, "-m", "physiolatent_core", "--help"], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert usage.returncode == 0 and all(c in usage.stdout for c in ("edit", "remove", "estimate", "demo"))
