@@ -1,0 +1,305 @@
+"""Verification: does an edited clip carry the intended pulse, and does it still look the same?
+
+* ``verify(frames, fps, ...)`` -> a JSON-able dict: HR per estimator; with ``reference_frames``
+  (the unedited clip) also HR before/after, rPPG-Toolbox SNR at the reference's HR
+  before/after, PSNR and SSIM of the whole frames; with a target, whether each estimator
+  reads it within 3 bpm.
+* ``plot_pulse(...)`` -> a matplotlib ``Figure``: POS pulse waveforms and spectra before/after.
+* ``figure_to_image(fig)`` -> ``[H, W, 3]`` float32 0..1 (ComfyUI shows plots as IMAGE).
+* ``save_figure(fig, path)`` -> atomic write (temp file + rename).
+
+matplotlib and scikit-image are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .rppg import ESTIMATORS, check_fps, extract_rgb, resolve_methods, to_rgb_trace
+from .rppg.hr import DEFAULT_BAND_BPM, check_duration, estimate_hr, power_spectrum, snr_db
+
+#: PSNR reported for identical clips (the true value is infinite, which JSON cannot hold).
+PSNR_CAP_DB = 100.0
+#: |HR - target| below this counts as "on target" (the paper's and this project's tolerance).
+TARGET_TOLERANCE_BPM = 3.0
+
+
+def _check_frames(frames, name: str) -> np.ndarray:
+    x = np.asarray(frames)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise InputError(f"{name} must have shape [T, H, W, 3] (RGB, 0..1), got {x.shape}.")
+    return x
+
+
+def psnr_db(frames, reference, chunk_frames: int = 16) -> float:
+    """PSNR (data range 1.0) over all pixels of all frames, ``[T,H,W,3]`` each.
+
+    Squared errors are summed chunk by chunk so a long clip never needs a second full-size
+    copy. Identical clips give ``PSNR_CAP_DB``.
+    """
+    total = 0.0
+    for start in range(0, len(frames), chunk_frames):
+        diff = (np.asarray(frames[start : start + chunk_frames], dtype=np.float32)
+                - np.asarray(reference[start : start + chunk_frames], dtype=np.float32)).ravel()
+        total += float(np.dot(diff, diff))
+    mse = total / (np.prod(np.shape(frames)))
+    if mse <= 0:
+        return PSNR_CAP_DB
+    return float(min(PSNR_CAP_DB, 10.0 * math.log10(1.0 / mse)))
+
+
+def ssim(frames, reference, max_frames: int = 8) -> tuple[float, int]:
+    """Mean SSIM over up to ``max_frames`` evenly spaced frames (whole RGB frames,
+    ``skimage.metrics.structural_similarity`` defaults, data range 1.0).
+
+    Returns ``(mean_ssim, frames_used)``. SSIM changes slowly along a clip, so a subsample
+    keeps verification fast (a 640x480 frame takes ~0.1 s).
+    """
+    from skimage.metrics import structural_similarity  # noqa: PLC0415 (lazy: slow import)
+
+    n = len(frames)
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+    values = [
+        structural_similarity(
+            np.asarray(frames[i], dtype=np.float32),
+            np.asarray(reference[i], dtype=np.float32),
+            channel_axis=-1,
+            data_range=1.0,
+        )
+        for i in idx
+    ]
+    return float(np.mean(values)), int(len(idx))
+
+
+def _median_finite(values) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else None
+
+
+def _clean(value):
+    """numpy scalars -> Python floats/bools; NaN/inf -> None, so ``json.dumps`` is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def verify(
+    frames,
+    fps,
+    mask=None,
+    methods=None,
+    reference_frames=None,
+    target_hr_bpm=None,
+    true_hr_bpm=None,
+    band_bpm=DEFAULT_BAND_BPM,
+    ssim_frames: int = 8,
+    min_duration_s: float = 4.0,
+) -> dict:
+    """Verification report for one (edited) clip.
+
+    Args:
+        frames: ``[T, H, W, 3]`` float 0..1, the clip to check (e.g. the editor's output).
+        fps: frame rate.
+        mask: ``[T, H, W]`` / ``[H, W]`` skin weights used for the colour traces of both
+            clips, or None (whole frame).
+        methods: estimator names (default: all of ``rppg.ESTIMATORS``).
+        reference_frames: the unedited clip ``[T, H, W, 3]``, same shape; enables the
+            before/after and fidelity entries.
+        target_hr_bpm: the HR the edit aimed at.
+        true_hr_bpm: the known HR of the clip (synthetic data); ``hr_error_bpm`` is measured
+            against it, else against ``target_hr_bpm``.
+        band_bpm: HR search band.
+        ssim_frames: frames sampled for SSIM.
+        min_duration_s: shorter clips raise ``InputError``.
+
+    Returns (every value a float, bool, int, str, list or None; ``json.dumps`` works):
+        ``fps``, ``n_frames``, ``duration_s``, ``methods``, ``band_bpm``,
+        ``hr_bpm`` {method: HR of ``frames``}, ``hr_bpm_median``,
+        ``snr_db`` {method: SNR of ``frames`` at its own HR (rPPG-Toolbox definition)};
+        with a reference: ``hr_bpm_before``, ``hr_bpm_median_before``,
+        ``snr_db_before`` / ``snr_db_after`` {method: SNR at that method's reference HR},
+        ``psnr_db``, ``ssim``, ``ssim_frames``;
+        with a target: ``target_hr_bpm``, ``target_within_3bpm`` {method: bool},
+        ``snr_db_at_target`` {method};
+        with a target or a truth: ``hr_error_bpm`` {method: |HR - truth|}, ``hr_error_against``,
+        ``hr_mae_bpm`` (mean over methods).
+        An HR that cannot be read (flat pulse, e.g. a grey video) is None.
+    """
+    fps = check_fps(fps)
+    names = resolve_methods(methods)
+    x = _check_frames(frames, "frames")
+    duration = check_duration(len(x), fps, min_duration_s=min_duration_s)
+    band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
+
+    rgb_after = extract_rgb(x, mask)
+    pulses_after = {n: ESTIMATORS[n](rgb_after, fps, band_hz=band_hz) for n in names}
+    hr_after = {n: estimate_hr(p, fps, band_bpm) for n, p in pulses_after.items()}
+
+    report: dict = {
+        "fps": fps,
+        "n_frames": len(x),
+        "duration_s": duration,
+        "methods": names,
+        "band_bpm": list(band_bpm),
+        "hr_bpm": hr_after,
+        "hr_bpm_median": _median_finite(hr_after.values()),
+        "snr_db": {n: snr_db(pulses_after[n], fps, hr) if math.isfinite(hr) else None for n, hr in hr_after.items()},
+    }
+
+    if reference_frames is not None:
+        ref = _check_frames(reference_frames, "reference_frames")
+        if ref.shape != x.shape:
+            raise InputError(
+                f"reference_frames {ref.shape} and frames {x.shape} differ in shape; pass the unedited "
+                "clip with the same size and number of frames."
+            )
+        rgb_before = extract_rgb(ref, mask)
+        pulses_before = {n: ESTIMATORS[n](rgb_before, fps, band_hz=band_hz) for n in names}
+        hr_before = {n: estimate_hr(p, fps, band_bpm) for n, p in pulses_before.items()}
+        report["hr_bpm_before"] = hr_before
+        report["hr_bpm_median_before"] = _median_finite(hr_before.values())
+        report["snr_db_before"] = {
+            n: snr_db(pulses_before[n], fps, hr_before[n]) if math.isfinite(hr_before[n]) else None for n in names
+        }
+        report["snr_db_after"] = {
+            n: snr_db(pulses_after[n], fps, hr_before[n]) if math.isfinite(hr_before[n]) else None for n in names
+        }
+        report["psnr_db"] = psnr_db(x, ref)
+        report["ssim"], report["ssim_frames"] = ssim(x, ref, max_frames=ssim_frames)
+
+    if target_hr_bpm is not None:
+        target = float(target_hr_bpm)
+        report["target_hr_bpm"] = target
+        report["target_within_3bpm"] = {
+            n: bool(math.isfinite(hr) and abs(hr - target) <= TARGET_TOLERANCE_BPM) for n, hr in hr_after.items()
+        }
+        report["snr_db_at_target"] = {n: snr_db(pulses_after[n], fps, target) for n in names}
+
+    truth = true_hr_bpm if true_hr_bpm is not None else target_hr_bpm
+    if truth is not None:
+        report["true_hr_bpm"] = None if true_hr_bpm is None else float(true_hr_bpm)
+        report["hr_error_against"] = "true_hr_bpm" if true_hr_bpm is not None else "target_hr_bpm"
+        errors = {n: abs(hr - float(truth)) for n, hr in hr_after.items()}
+        report["hr_error_bpm"] = errors
+        finite = [e for e in errors.values() if math.isfinite(e)]
+        report["hr_mae_bpm"] = float(np.mean(finite)) if finite else None
+
+    return _clean(report)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _as_pulse(data, fps: float, mask, method: str, band_bpm) -> np.ndarray:
+    """Frames ``[T,H,W,3]`` or an RGB trace ``[T,3]`` -> pulse via ``method``; a pulse ``[T]`` passes."""
+    x = np.asarray(data)
+    if x.ndim == 1:
+        return x.astype(np.float64)
+    rgb = to_rgb_trace(x, mask)
+    return ESTIMATORS[method](rgb, fps, band_hz=(band_bpm[0] / 60.0, band_bpm[1] / 60.0))
+
+
+def plot_pulse(
+    after,
+    fps,
+    before=None,
+    mask=None,
+    method: str = "pos",
+    target_hr_bpm=None,
+    band_bpm=DEFAULT_BAND_BPM,
+    title: str | None = None,
+    max_bpm: float = 240.0,
+    figsize=(8.0, 5.5),
+    dpi: int = 100,
+):
+    """Pulse waveforms (top) and spectra (bottom, 0-4 Hz on a bpm axis), before and after.
+
+    Args:
+        after: the clip to show: frames ``[T,H,W,3]``, an RGB trace ``[T,3]`` or a pulse ``[T]``.
+        fps: frame rate.
+        before: the same for the unedited clip, or None.
+        mask: skin weights for frame inputs.
+        method: estimator that turns frames/traces into pulses (POS by default).
+        target_hr_bpm: drawn as a dashed vertical line on the spectrum.
+        band_bpm: HR search band (shaded; the marked peak is searched inside it).
+
+    Returns:
+        a ``matplotlib.figure.Figure`` (Agg canvas, no pyplot global state).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (lazy)
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fps = check_fps(fps)
+    method = resolve_methods(method)[0]
+    series = [("before", before, "0.55"), ("after", after, "tab:red")]
+    series = [(label, _as_pulse(d, fps, mask, method, band_bpm), color) for label, d, color in series if d is not None]
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax_wave, ax_spec = fig.subplots(2, 1)
+    for label, pulse, color in series:
+        t = np.arange(len(pulse)) / fps
+        ax_wave.plot(t, pulse / max(pulse.std(), 1e-12), color=color, lw=1.0, label=label)
+        freqs, power = power_spectrum(pulse, fps, band_bpm=(0.0, max_bpm))
+        power = power / max(power.max(), 1e-300)
+        ax_spec.plot(freqs, power, color=color, lw=1.2, label=label)
+        if np.any(pulse):
+            peak = estimate_hr(pulse, fps, band_bpm)
+            height = float(np.interp(peak, freqs, power))
+            ax_spec.plot([peak], [height], "o", color=color)
+            ax_spec.annotate(f"{peak:.1f} bpm", (peak, height), textcoords="offset points", xytext=(5, 4),
+                             color=color, fontsize=9)
+    if target_hr_bpm is not None:
+        ax_spec.axvline(float(target_hr_bpm), color="tab:blue", ls="--", lw=1.2, label=f"target {float(target_hr_bpm):.0f} bpm")
+    ax_spec.axvspan(band_bpm[0], band_bpm[1], color="0.93", zorder=0)
+    ax_wave.set(xlabel="time (s)", ylabel="pulse (z-score)", title=title or f"{method.upper()} pulse")
+    ax_spec.set(xlabel="frequency (bpm)", ylabel="power (normalised)", xlim=(0.0, max_bpm), ylim=(0.0, 1.15))
+    for ax in (ax_wave, ax_spec):
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_image(fig) -> np.ndarray:
+    """Render a Figure to ``[H, W, 3]`` float32 RGB in 0..1 (ComfyUI IMAGE layout, without the batch axis)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (lazy)
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return rgba[..., :3].astype(np.float32) / 255.0
+
+
+def save_figure(fig, path, dpi: int | None = None, overwrite: bool = False) -> str:
+    """Write ``fig`` to ``path`` (format from the extension, PNG when there is none) atomically:
+    a temp file in the same folder is renamed into place, so a failure leaves nothing behind."""
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass overwrite=True or choose another path.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix or ".png"
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=suffix.lstrip(".").lower(), dpi=dpi)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return str(out)
