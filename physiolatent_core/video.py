@@ -53,9 +53,10 @@ from einops import reduce, repeat
 
 from .errors import InputError, VideoError
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")  # for file pickers; FFmpeg reads more
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 QUANTIZE_METHODS = ("dither", "round", "truncate")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # BT.709 luma weights; H.264 output is tagged BT.709 limited range so players agree.
 _KR, _KB = 0.2126, 0.0722
 # swscale BILINEAR | ACCURATE_RND | FULL_CHR_H_INT for YUV → RGB: swscale's fast default is
@@ -73,6 +74,8 @@ class TruncatedVideoWarning(UserWarning):
 
 @dataclass
 class VideoInfo:
+    """What ``probe_video`` found; sizes in pixels, before any padding or conversion."""
+
     path: str
     width: int
     height: int
@@ -256,9 +259,10 @@ def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None =
             break
         if buffer is None:
             buffer = np.empty((chunk_frames, *img.shape), img.dtype)
-        if img.shape != buffer.shape[1:]:
-            raise VideoError(f"frame {index} of {p} is {img.shape[1]}x{img.shape[0]}, earlier frames are "
-                             f"{buffer.shape[2]}x{buffer.shape[1]}: all frames must share one size.")
+        if img.shape != buffer.shape[1:] or img.dtype != buffer.dtype:
+            raise VideoError(f"frame {index} of {p} is {img.shape[1]}x{img.shape[0]} {img.dtype}, earlier frames are "
+                             f"{buffer.shape[2]}x{buffer.shape[1]} {buffer.dtype}: all frames must share one size "
+                             "and bit depth.")
         buffer[count] = img
         count, index = count + 1, index + 1
         if count == chunk_frames:
@@ -292,10 +296,13 @@ class DitherState:
 
     def get(self, shape: tuple) -> np.ndarray:
         if self.residual is None:
-            h, w = shape[:2]
-            coarse = (-(-h // self.block), -(-w // self.block), *shape[2:])
-            start = np.random.default_rng(self.seed).uniform(-0.5, 0.5, coarse).astype(np.float32)
-            self.residual = repeat(start, "h w ... -> (h bh) (w bw) ...", bh=self.block, bw=self.block)[:h, :w]
+            rng = np.random.default_rng(self.seed)
+            if self.block == 1 or len(shape) < 2:
+                self.residual = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+            else:
+                h, w, b = shape[0], shape[1], self.block
+                start = rng.uniform(-0.5, 0.5, (-(-h // b), -(-w // b), *shape[2:])).astype(np.float32)
+                self.residual = repeat(start, "h w ... -> (h bh) (w bw) ...", bh=b, bw=b)[:h, :w]
         elif self.residual.shape != tuple(shape):
             raise InputError(f"dither state is for frames of shape {self.residual.shape}, got {tuple(shape)}: "
                              "use one state per video.")
@@ -305,13 +312,14 @@ class DitherState:
 def _dither_codes(codes: np.ndarray, state: DitherState) -> np.ndarray:
     """Error diffusion over time. codes float [T, ...] in 0..255 → uint8 [T, ...]."""
     out = np.empty(codes.shape, np.uint8)
-    residual = state.get(codes.shape[1:])
-    for t in range(codes.shape[0]):
-        wanted = codes[t] + residual
-        q = np.clip(np.floor(wanted + 0.5), 0, 255)
-        residual = wanted - q  # stays in [-0.5, 0.5] because codes are clipped to 0..255
-        out[t] = q
-    state.residual = residual.astype(np.float32)
+    residual = state.get(codes.shape[1:]).copy()
+    level = np.empty_like(residual)
+    for t in range(codes.shape[0]):  # in place: this loop is the writer's hot path
+        np.add(codes[t], residual, out=residual)  # the level wanted, before rounding
+        np.clip(np.rint(residual, out=level), 0, 255, out=level)
+        np.subtract(residual, level, out=residual)  # in [-0.5, 0.5]: codes are within 0..255
+        out[t] = level
+    state.residual = residual
     return out
 
 
@@ -373,6 +381,8 @@ class VideoWriter:
             raise InputError(f"fps must be a positive number, got {fps!r}.")
         if not 0 <= crf <= 51:
             raise InputError(f"crf must be 0..51 (0 lossless, 18 visually lossless, 23 x264 default), got {crf}.")
+        if preset not in X264_PRESETS:
+            raise InputError(f"unknown x264 preset {preset!r}: choose one of {X264_PRESETS}.")
         self.quantize = quantize or ("dither" if dither else "round")
         if self.quantize not in QUANTIZE_METHODS:
             raise InputError(f"unknown quantize method {self.quantize!r}: choose one of {QUANTIZE_METHODS}.")
@@ -380,9 +390,12 @@ class VideoWriter:
             raise InputError(f"output path equals input ({self.path}): choose another output path.")
         if self.path.exists() and not overwrite:
             raise InputError(f"{self.path} already exists: pass --overwrite (overwrite=True) or choose another path.")
+        if self.path.exists() and self.path.is_dir() != (self.kind == "png"):
+            raise InputError(f"{self.path} exists as a {'folder' if self.path.is_dir() else 'file'}: choose another "
+                             "path (a folder output needs a name ending in /, a file one an extension).")
         if not self.path.parent.is_dir():
             raise InputError(f"output folder {self.path.parent} does not exist: create it or choose another path.")
-        self.fps, self.crf, self.preset, self.seed = fps, int(crf), preset, seed
+        self.fps, self.crf, self.preset, self.seed, self.overwrite = fps, int(crf), preset, seed, overwrite
         self.frames_written = 0
         self._size = None  # (H, W) of the frames given
         self._tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}"
@@ -471,14 +484,16 @@ class VideoWriter:
         """Finish the file and move it into place; returns the output path."""
         if self._size is None:
             raise VideoError(f"no frames were written to {self.path}: nothing to save.")
-        if self._container is not None:
-            try:
+        try:
+            if self._container is not None:
                 self._container.mux(self._stream.encode(None))  # flush delayed frames
                 self._container.close()
                 self._container = None
-            except Exception:
-                self.abort()
-                raise
+            if self.path.exists() and not self.overwrite:
+                raise InputError(f"{self.path} appeared while writing: pass --overwrite or choose another path.")
+        except Exception:
+            self.abort()
+            raise
         if self.path.is_dir() and self.kind == "png":  # overwrite=True: swap folders, then delete the old
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.path, old)

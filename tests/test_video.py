@@ -261,6 +261,12 @@ def test_writer_rejects_bad_arguments(tmp_path):
         VideoWriter(tmp_path / "a.mp4", 0)
     with pytest.raises(InputError, match="does not exist"):
         VideoWriter(tmp_path / "missing" / "a.mp4", 30.0)
+    with pytest.raises(InputError, match="preset"):
+        VideoWriter(tmp_path / "a.mp4", 30.0, preset="quick")
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(InputError, match="exists as a folder"):
+        VideoWriter(tmp_path / "dir.mp4", 30.0, overwrite=True)
+    (tmp_path / "dir.mp4").rmdir()
     with pytest.raises(InputError, match=r"\[t, H, W, 3\]"):
         write_video(tmp_path / "a.mp4", clip[..., :2], 30.0)
     bad = clip.copy()
