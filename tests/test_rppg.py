@@ -283,3 +283,19 @@ def test_real_video_evm_face_reads_53bpm():
     json.dumps(report)
     for name, bpm in report.items():
         assert abs(bpm - 53.0) <= 3.0, report
+
+
+# --------------------------------------------------------------------------- synthetic face video
+
+
+@pytest.mark.parametrize("true_hr", [64.0, 103.0])
+def test_estimators_on_synth_face_clip(true_hr):
+    """Rendered face (synth.py): head motion, illumination drift, sensor noise, 8-bit rounding."""
+    synth = pytest.importorskip("physiolatent_core.synth")
+    clip = synth.synth_subject(duration_s=8.0, fps=30.0, hr_bpm=true_hr, size=(96, 128), seed=int(true_hr))
+    out = estimate(clip.frames, clip.fps, mask=clip.skin_mask)
+    readings = {k: round(v["hr_bpm"], 1) for k, v in out.items()}
+    for name in ("pos", "chrom", "lgi", "omit", "pbv", "green"):
+        assert abs(readings[name] - clip.hr_bpm) <= 3.0, (clip.hr_bpm, readings)
+    # the majority of all eight agree with the truth
+    assert sum(abs(v - clip.hr_bpm) <= 3.0 for v in readings.values()) >= 6, readings

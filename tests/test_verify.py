@@ -128,3 +128,11 @@ def test_plot_pulse_accepts_pulses_and_traces():
     rgb = np.stack([0.6 + 0 * t, 0.5 + 0.002 * pulse, 0.4 + 0 * t], axis=1)
     fig2 = plot_pulse(rgb, FPS, method="green")
     assert "90" in fig2.axes[1].texts[0].get_text()
+
+
+def test_verify_on_synth_clip_reads_truth():
+    synth = pytest.importorskip("physiolatent_core.synth")
+    clip = synth.synth_subject(duration_s=6.0, fps=25.0, hr_bpm=88.0, size=(80, 96), seed=7)
+    report = verify(clip.frames, clip.fps, mask=clip.skin_mask, methods=["pos", "chrom"], true_hr_bpm=clip.hr_bpm)
+    assert report["hr_error_against"] == "true_hr_bpm"
+    assert all(e <= 3.0 for e in report["hr_error_bpm"].values()), report["hr_bpm"]
