@@ -159,6 +159,19 @@ def test_encode_decode_h264_default_is_close_but_not_identical():
     assert 0.1 < error.mean() < 3  # lossy, but only by a few grey levels on smooth content
 
 
+@pytest.mark.parametrize("name,encoder,pix_fmt,codec", [("a.avi", "mpeg4", "yuv420p", "mpeg4"),
+                                                         ("a.webm", "libvpx-vp9", "yuv420p", "vp9"),
+                                                         ("a.mov", "png", "rgb24", "png")])
+def test_reads_other_containers(tmp_path, name, encoder, pix_fmt, codec):
+    gradient = np.linspace(30, 220, 32).astype(np.uint8)
+    clip = np.broadcast_to(gradient[None, None, :, None], (5, 16, 32, 3)).copy()
+    _encode_raw(tmp_path / name, clip, encoder, pix_fmt)
+    info = probe_video(tmp_path / name)
+    frames, fps = read_video(tmp_path / name)
+    assert (info.codec, info.num_frames, fps, frames.shape) == (codec, 5, 30.0, (5, 16, 32, 3))
+    assert np.abs(frames * 255 - clip).mean() < 3
+
+
 def test_png_folder_roundtrip_and_missing_fps(tmp_path):
     clip = _random_clip(t=3)
     out = write_video(str(tmp_path / "frames") + "/", clip, 24.0)
