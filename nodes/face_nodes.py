@@ -71,14 +71,17 @@ class FaceCrop:
                              "tooltip": "Crop side in pixels (a multiple of 8 for the VAE)."}),
             "margin": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 1.0, "step": 0.05,
                                  "tooltip": "Extra border around the face box, as a fraction of its size."}),
+            "fixed": ("BOOLEAN", {"default": True,
+                                  "tooltip": "One still crop for the whole clip (what the network expects); "
+                                             "off = the crop follows the face."}),
         }}
 
-    def run(self, images, fps, size, margin):
+    def run(self, images, fps, size, margin, fixed):
         from physiolatent_core.face import crop_faces, face_mask
 
         frames = image_to_numpy(images)
         mask, track = face_mask(frames, check_fps(fps))
-        crops, info = crop_faces(frames, track, size=int(size), margin=float(margin))
+        crops, info = crop_faces(frames, track, size=int(size), margin=float(margin), fixed=bool(fixed))
         crop = {"info": info, "track": track, "size": frames.shape[1:3], "num_frames": frames.shape[0]}
         return numpy_to_image(crops), crop, numpy_to_mask(mask)
 

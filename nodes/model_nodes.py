@@ -4,21 +4,29 @@
     -> Face Uncrop -> Face Composite
 
 Types passed between these nodes:
-    PHYSIO_VAE      a loaded CogVideoX-style 3D causal VAE (physiolatent_core.model.vae)
-    PHYSIO_ADAPTER  the trained fusion + FiLM weights (physiolatent_core.model.physiolatent)
-    PHYSIO_COND     dict: {"hr_bpm": np.ndarray [T] per frame or None, "hr_spec": str,
-                           "text": str, "clip": (tokens [1,L,D], pooled [1,D]) or None}
-    LATENT          ComfyUI's {"samples": [B,16,T',h,w]} with "physio_frames": T (frames that
-                    were encoded, so decode can trim the causal padding back)
+    PHYSIO_VAE      physiolatent_core.model.VAE (frozen CogVideoX 3D causal VAE)
+    PHYSIO_ADAPTER  physiolatent_core.model.PhysioLatentAdapter (conditioner, fusion, FiLM),
+                    checked against the VAE it was trained with when loaded
+    PHYSIO_COND     dict {"hr_bpm": float (the rate the network is conditioned on),
+                          "hr_curve": np.ndarray [T] or None (trajectory prompts),
+                          "spec": str, "text": str, "clip_pooled": torch [1,768] or None}
+    LATENT          ComfyUI's {"samples": [1,16,T',h,w]} plus "physio_frames": T, the
+                    frame count before the VAE's 1+8k padding (decode crops back to it)
 
-All the model arithmetic is in physiolatent_core.model; these nodes load files from
-ComfyUI's model folders, move tensors between devices and free memory afterwards.
+The network conditions one heart rate per clip (c [B, dim]); a trajectory prompt is
+reduced to its mean rate for it (use the training-free Pulse Edit for changing rates).
+Models live on the CPU between runs and move to ComfyUI's torch device only while a
+node computes, then memory is freed.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
+from einops import rearrange
+from torch import nn
 
 from physiolatent_core.errors import InputError, ModelFileError
 
@@ -27,16 +35,10 @@ from ._common import (Progress, check_fps, free_memory, image_to_numpy, intermed
 
 CATEGORY = "PhysioLatent/Network"
 DEFAULT_TEMPLATE = "Heart rate {bpm} bpm"
+CLIP_L_DIM = 768  # pooled width of CLIP ViT-L/14's text tower (the paper's encoder)
 
 _FPS = ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
                   "tooltip": "Frame rate of the clip (connect Get Video Components' fps)."})
-
-
-def _model_api():
-    """The network library, imported on first use (diffusers/transformers are heavy)."""
-    from physiolatent_core import model
-
-    return model
 
 
 # --------------------------------------------------------------------------- loaders
@@ -47,7 +49,7 @@ class LoadVAE3D:
     FUNCTION = "load"
     RETURN_TYPES = ("PHYSIO_VAE",)
     RETURN_NAMES = ("vae",)
-    OUTPUT_TOOLTIPS = ("The 3D causal VAE for VAE Encode (3D causal) and FiLM Decode.",)
+    OUTPUT_TOOLTIPS = ("The 3D causal VAE for VAE Encode (3D causal), the adapter and FiLM Decode.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -64,24 +66,51 @@ class LoadVAE3D:
         }
 
     def load(self, vae_name, dtype, vae=None):
-        api = _model_api()
-        device = torch_device()
-        torch_dtype = _dtype(dtype, device)
+        from physiolatent_core.model import VAE, load_vae
+
+        torch_dtype = _dtype(dtype, torch_device())
         if vae is not None:
             inner = getattr(vae, "first_stage_model", vae)
-            if "cogvideox" not in type(inner).__name__.lower():
+            if type(inner).__name__ != "AutoencoderKLCogVideoX":
                 raise ModelFileError(
-                    f"The connected VAE is a {type(inner).__name__}, not a CogVideoX 3D causal VAE. "
+                    f"The connected VAE is a {type(inner).__name__}, not the CogVideoX 3D causal VAE. "
                     "Disconnect it and pick the CogVideoX VAE file in vae_name instead."
                 )
-            return (api.vae.CausalVAE.from_module(inner, device=device, dtype=torch_dtype),)
+            return (VAE(nn.Module.to(inner, dtype=torch_dtype)),)
         path = resolve_model_file("vae", vae_name, "3D causal VAE")
-        return (api.vae.load_vae(path, device=device, dtype=torch_dtype),)
+        return (load_vae(path, dtype=torch_dtype, device="cpu"),)
+
+
+class _CoreClipStandIn(nn.Module):
+    """Stands in for the transformers CLIP model of a CLIP-conditioned adapter.
+
+    Inside ComfyUI the prompt text is embedded by the core CLIP (Load CLIP) in the
+    Heart-Rate Prompt node and handed to the adapter's conditioner (see _condition), so
+    the adapter never runs a CLIP of its own; reaching this module means none was given.
+    """
+
+    def __init__(self, hidden_size: int = CLIP_L_DIM):
+        super().__init__()
+        self.config = SimpleNamespace(hidden_size=hidden_size, max_position_embeddings=77)
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)  # gives the module a device
+
+    def forward(self, *args, **kwargs):
+        raise _no_clip_error()
+
+    @staticmethod
+    def tokenizer(*args, **kwargs):
+        raise _no_clip_error()
+
+
+def _no_clip_error() -> InputError:
+    return InputError("This adapter was trained with CLIP text conditioning: connect Load CLIP "
+                      "(clip_l.safetensors, type stable_diffusion) to the Heart-Rate Prompt's clip input.")
 
 
 class LoadAdapter:
-    DESCRIPTION = ("Loads the trained PhysioLatent adapter (spatio-temporal fusion + FiLM + decoder output "
-                   "layer, .safetensors) from ComfyUI/models/physiolatent.")
+    DESCRIPTION = ("Loads the trained PhysioLatent adapter (HR conditioner, spatio-temporal fusion, FiLM and "
+                   "decoder output layer, .safetensors) from ComfyUI/models/physiolatent, checking that it was "
+                   "trained with the connected VAE.")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("PHYSIO_ADAPTER",)
@@ -93,31 +122,52 @@ class LoadAdapter:
         return {"required": {
             "adapter_name": (list_model_files("physiolatent"), {
                 "tooltip": "Adapter weights in ComfyUI/models/physiolatent (e.g. physiolatent_adapter.safetensors)."}),
+            "vae": ("PHYSIO_VAE", {"tooltip": "The VAE the adapter was trained with (Load 3D Causal VAE)."}),
         }}
 
-    def load(self, adapter_name):
+    def load(self, adapter_name, vae):
+        import json
+
+        from safetensors import safe_open
+
+        from physiolatent_core.model import load_adapter
+
         path = resolve_model_file("physiolatent", adapter_name, "PhysioLatent adapter")
-        return (_model_api().physiolatent.load_adapter(path, device=torch_device()),)
+        try:
+            with safe_open(path, framework="pt") as f:
+                config = json.loads((f.metadata() or {}).get("config", "{}"))
+        except Exception:  # unreadable or not an adapter: load_adapter says which, with advice
+            config = {}
+        clip_kwargs = {}
+        if config.get("hr_mode") in ("clip", "both"):
+            clip_kwargs = {"clip_model": _CoreClipStandIn(), "tokenizer": _CoreClipStandIn.tokenizer}
+        return (load_adapter(path, vae, device="cpu", **clip_kwargs),)
 
 
 # --------------------------------------------------------------------------- HR condition
-def _clip_embed(clip, text: str):
-    """Core CLIP (CLIPLoader) -> (tokens [1,L,D], pooled [1,D]) on the intermediate device."""
+def _clip_pooled(clip, text: str) -> torch.Tensor:
+    """Core CLIP (CLIPLoader) -> pooled text embedding [1, D] without the projection.
+
+    "unprojected" is the final-layer EOS hidden state, i.e. transformers'
+    CLIPTextModel.pooler_output, which is what the adapter's conditioner was trained on.
+    """
     tokens = clip.tokenize(text)
-    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
-    dev = intermediate_device()
-    return cond.to(dev, torch.float32), (pooled.to(dev, torch.float32) if pooled is not None else None)
+    _cond, pooled = clip.encode_from_tokens(tokens, return_pooled="unprojected")
+    if pooled is None:
+        raise InputError("The connected CLIP gives no pooled text embedding; load clip_l.safetensors with "
+                         "Load CLIP type 'stable_diffusion'.")
+    return pooled.detach().to("cpu", torch.float32).reshape(1, -1)
 
 
 def _prompt(template: str, bpm: float) -> str:
     if "{bpm}" not in template:
         raise InputError(f"template must contain '{{bpm}}' where the heart rate goes; got {template!r}.")
-    return template.replace("{bpm}", f"{bpm:g}")
+    return template.replace("{bpm}", f"{round(bpm)}")
 
 
 class HeartRatePrompt:
-    DESCRIPTION = ("The heart-rate condition for the network: a CLIP text embedding of e.g. "
-                   "'Heart rate 90 bpm' (connect Load CLIP), or the number alone when no CLIP is connected.")
+    DESCRIPTION = ("The heart-rate condition for the network: CLIP text embedding of e.g. 'Heart rate 90 bpm' "
+                   "(connect Load CLIP with clip_l) and/or the number itself, as the adapter was trained.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("PHYSIO_COND",)
@@ -129,31 +179,35 @@ class HeartRatePrompt:
         return {
             "required": {
                 "target_hr_bpm": ("FLOAT", {"default": 90.0, "min": 30.0, "max": 240.0, "step": 1.0,
-                                            "tooltip": "Heart rate the edited video should show (the paper trains on 60-120)."}),
+                                            "tooltip": "Heart rate the edited video should show (the paper trains 60-120)."}),
                 "template": ("STRING", {"default": DEFAULT_TEMPLATE,
-                                        "tooltip": "Prompt text; {bpm} is replaced by the target."}),
+                                        "tooltip": "Prompt text; {bpm} is replaced by the target (the paper's template is the default)."}),
             },
             "optional": {
-                "clip": ("CLIP", {"tooltip": "Optional CLIP text encoder (Load CLIP, type stable_diffusion, clip_l). "
-                                             "Without it the adapter's numeric HR embedding is used."}),
+                "clip": ("CLIP", {"tooltip": "CLIP text encoder (Load CLIP: clip_l.safetensors, type stable_diffusion). "
+                                             "Needed by CLIP-conditioned adapters; numeric adapters ignore it."}),
             },
         }
 
     def run(self, target_hr_bpm, template, clip=None):
+        from physiolatent_core.model import check_hr_bpm
+
         bpm = float(target_hr_bpm)
+        check_hr_bpm(bpm)
         text = _prompt(template, bpm)
-        embed = _clip_embed(clip, text) if clip is not None else None
-        return ({"hr_bpm": None, "hr_const": bpm, "hr_spec": f"{bpm:g}", "text": text, "clip": embed},)
+        pooled = _clip_pooled(clip, text) if clip is not None else None
+        return ({"hr_bpm": bpm, "hr_curve": None, "spec": f"{bpm:g}", "text": text, "clip_pooled": pooled},)
 
 
 class HeartRateTrajectoryPrompt:
-    DESCRIPTION = ("A heart rate that changes over the clip ('70:120' ramp or '0s=70, 5s=110' points), "
-                   "as a per-frame numeric condition (CLIP embeds the mean rate when connected).")
+    DESCRIPTION = ("A heart rate that changes over the clip ('70:120' ramp or '0s=70, 5s=110' points). The "
+                   "network conditions one rate per clip, so it gets the trajectory's mean; the per-frame "
+                   "curve is kept in the condition for reports.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("PHYSIO_COND",)
     RETURN_NAMES = ("condition",)
-    OUTPUT_TOOLTIPS = ("Per-frame heart-rate condition.",)
+    OUTPUT_TOOLTIPS = ("Heart-rate condition (mean of the trajectory for the network).",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -167,7 +221,7 @@ class HeartRateTrajectoryPrompt:
                 "template": ("STRING", {"default": DEFAULT_TEMPLATE,
                                         "tooltip": "Prompt text for CLIP; {bpm} is replaced by the mean rate."}),
             },
-            "optional": {"clip": ("CLIP", {"tooltip": "Optional CLIP text encoder."})},
+            "optional": {"clip": ("CLIP", {"tooltip": "CLIP text encoder for CLIP-conditioned adapters."})},
         }
 
     def run(self, trajectory, fps, num_frames, template, clip=None):
@@ -178,21 +232,38 @@ class HeartRateTrajectoryPrompt:
         fps = check_fps(fps)
         target = _target_spec(0.0, trajectory)
         curve = hr_curve(target, int(num_frames), fps).astype(np.float32)
-        text = _prompt(template, round(float(curve.mean())))
-        embed = _clip_embed(clip, text) if clip is not None else None
-        return ({"hr_bpm": curve, "hr_const": float(curve.mean()), "hr_spec": str(target), "text": text,
-                 "clip": embed},)
+        bpm = float(curve.mean())
+        text = _prompt(template, bpm)
+        pooled = _clip_pooled(clip, text) if clip is not None else None
+        return ({"hr_bpm": bpm, "hr_curve": curve, "spec": str(target), "text": text, "clip_pooled": pooled},)
+
+
+def _condition(adapter, cond: dict, device) -> torch.Tensor:
+    """PHYSIO_COND -> the adapter's condition c [1, cond_dim] on ``device``."""
+    conditioner = adapter.conditioner
+    hr = torch.tensor([cond["hr_bpm"]], dtype=torch.float32)
+    if conditioner.mode in ("clip", "both"):
+        pooled = cond.get("clip_pooled")
+        if pooled is None:
+            raise _no_clip_error()
+        width = conditioner.clip_proj[0].normalized_shape[0]
+        if pooled.shape[-1] != width:
+            raise InputError(f"The connected CLIP gives {pooled.shape[-1]}-d embeddings; this adapter needs {width}-d "
+                             "(CLIP ViT-L/14: clip_l.safetensors).")
+        # The conditioner caches pooled CLIP outputs by prompt: hand it the core CLIP's.
+        conditioner._cache[conditioner.prompt(cond["hr_bpm"])] = pooled[0].to(device)
+    return conditioner(hr.to(device))
 
 
 # --------------------------------------------------------------------------- network
 class VAEEncode3D:
-    DESCRIPTION = ("Encodes face crops with the 3D causal VAE into a spatio-temporal latent "
-                   "[1,16,T',h,w] (8x smaller in space, 4x in time; clips are padded to 1+4k frames).")
+    DESCRIPTION = ("Encodes face crops with the 3D causal VAE into a spatio-temporal latent [1,16,T',h,w] "
+                   "(8x smaller in space, 4x in time; frames are padded to 1+8k and cropped back on decode).")
     CATEGORY = CATEGORY
     FUNCTION = "encode"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("{'samples': [1,16,T',h,w]}",)
+    OUTPUT_TOOLTIPS = ("{'samples': [1,16,T',h,w], 'physio_frames': T}",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -204,20 +275,26 @@ class VAEEncode3D:
     def encode(self, images, vae):
         frames = image_to_numpy(images)
         t, h, w = frames.shape[:3]
-        if h % 8 or w % 8:
-            raise InputError(f"VAE Encode needs frame sides that are multiples of 8; got {w}x{h}. "
+        if h % vae.spatial_ratio or w % vae.spatial_ratio:
+            raise InputError(f"VAE Encode needs frame sides that are multiples of {vae.spatial_ratio}; got {w}x{h}. "
                              "Set Face Crop's size to a multiple of 8.")
+        device = torch_device()
+        video = rearrange(torch.from_numpy(frames), "t h w c -> 1 c t h w") * 2 - 1  # [-1, 1]
         progress = Progress(1)
-        with torch.inference_mode():
-            z = vae.encode(torch.from_numpy(frames))
+        try:
+            _to(vae, device)
+            with torch.inference_mode():
+                z = vae.encode(video.to(device))
+        finally:
+            _to(vae, "cpu")
+            free_memory()
         progress.update(1)
-        free_memory()
-        return ({"samples": z.to(intermediate_device()), "physio_frames": t},)
+        return ({"samples": z.float().to(intermediate_device()), "physio_frames": t},)
 
 
 class SpatioTemporalFusion:
-    DESCRIPTION = ("Fuses the video latent with the heart-rate condition (pseudo-3D conv + divided space-time "
-                   "attention with AdaLN) into an edited latent.")
+    DESCRIPTION = ("Fuses the video latent with the heart-rate condition (channel concat, pseudo-3D conv, "
+                   "divided space-time attention with AdaLN) into the edited latent z'.")
     CATEGORY = CATEGORY
     FUNCTION = "fuse"
     RETURN_TYPES = ("LATENT",)
@@ -233,18 +310,24 @@ class SpatioTemporalFusion:
         }}
 
     def fuse(self, latent, condition, adapter):
-        z = _latent_samples(latent)
+        z = _latent_samples(latent, adapter)
+        device = torch_device()
         progress = Progress(1)
-        with torch.inference_mode():
-            z2 = adapter.fuse(z, condition)
+        try:
+            adapter.to(device)
+            with torch.inference_mode():
+                c = _condition(adapter, condition, device)
+                z2 = adapter.fusion(z.to(device), c)
+        finally:
+            adapter.to("cpu")
+            free_memory()
         progress.update(1)
-        free_memory()
-        return ({**latent, "samples": z2.to(intermediate_device())},)
+        return ({**latent, "samples": z2.float().to(intermediate_device())},)
 
 
 class FiLMDecode:
     DESCRIPTION = ("Decodes the edited latent with the frozen VAE decoder, FiLM-modulated by the heart-rate "
-                   "condition, so the sub-1% colour pulse survives decoding.")
+                   "condition and with the fine-tuned output layer, so the sub-1% colour pulse survives decoding.")
     CATEGORY = CATEGORY
     FUNCTION = "decode"
     RETURN_TYPES = ("IMAGE",)
@@ -257,28 +340,49 @@ class FiLMDecode:
             "latent": ("LATENT", {"tooltip": "Edited latent from Spatio-Temporal Fusion."}),
             "condition": ("PHYSIO_COND", {"tooltip": "The same Heart-Rate Prompt as the fusion."}),
             "adapter": ("PHYSIO_ADAPTER", {"tooltip": "From Load PhysioLatent Adapter."}),
-            "vae": ("PHYSIO_VAE", {"tooltip": "From Load 3D Causal VAE."}),
+            "vae": ("PHYSIO_VAE", {"tooltip": "From Load 3D Causal VAE (the one the adapter was loaded with)."}),
         }}
 
     def decode(self, latent, condition, adapter, vae):
-        z = _latent_samples(latent)
+        from physiolatent_core.model import PhysioLatent
+
+        z = _latent_samples(latent, adapter)
+        if adapter.film is not None and adapter.film.vae is not vae:
+            raise InputError("FiLM Decode got a different VAE from the one the adapter was loaded with: connect the "
+                             "same Load 3D Causal VAE to both.")
+        device = torch_device()
+        model = PhysioLatent(vae, adapter)
         progress = Progress(1)
-        with torch.inference_mode():
-            frames = adapter.decode(vae, z, condition)
+        try:
+            _to(vae, device)
+            adapter.to(device)
+            with torch.inference_mode():
+                c = _condition(adapter, condition, device)
+                video = model.decode(z.to(device), c, num_frames=latent.get("physio_frames"))
+        finally:
+            _to(vae, "cpu")
+            adapter.to("cpu")
+            free_memory()
         progress.update(1)
-        n = latent.get("physio_frames")
-        if n is not None:
-            frames = frames[: int(n)]
-        free_memory()
-        return (numpy_to_image(frames.detach().float().cpu().numpy()),)
+        frames = rearrange((video.float().cpu().clamp(-1, 1) + 1) / 2, "1 c t h w -> t h w c")
+        return (numpy_to_image(frames.numpy()),)
 
 
-def _latent_samples(latent) -> torch.Tensor:
+def _to(vae, device) -> None:
+    """Move the VAE's weights (dtype kept); nn.Module.to skips diffusers' upcast warning."""
+    nn.Module.to(vae.model, device=device)
+
+
+def _latent_samples(latent, adapter) -> torch.Tensor:
     z = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(z, torch.Tensor) or z.ndim != 5:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise InputError(f"Expected a video latent [1,16,T',h,w] from VAE Encode (3D causal); got {shape}. "
-                         "Image latents (4-D) from the core VAE Encode do not work here.")
+                         "Latents from core VAE Encode or other models do not work here.")
+    want = adapter.config.fusion.latent_channels
+    if z.shape[1] != want:
+        raise InputError(f"The latent has {z.shape[1]} channels but the adapter expects {want}: encode with the "
+                         "CogVideoX VAE the adapter was trained with.")
     return z
 
 

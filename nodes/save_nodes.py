@@ -16,9 +16,10 @@ import os
 
 import numpy as np
 
-from ._common import check_fps, image_to_numpy, numpy_to_image, output_directory
+from ._common import Progress, check_fps, image_to_numpy, numpy_to_image, output_directory
 
 CATEGORY = "PhysioLatent/Output"
+CHUNK_FRAMES = 64
 FORMATS = {"mp4 (H.264, dithered)": ".mp4", "mkv (FFV1 lossless)": ".mkv"}
 
 
@@ -68,12 +69,19 @@ class SaveVideoPulseSafe:
         }}
 
     def save(self, images, fps, filename_prefix, format, crf, dither):
-        from physiolatent_core.video import write_video
+        from physiolatent_core.video import VideoWriter
 
         fps = check_fps(fps)
         frames = image_to_numpy(images)
         path, file, subfolder = _save_path(filename_prefix, frames.shape[2], frames.shape[1], FORMATS[format])
-        written = write_video(path, frames, fps, crf=int(crf), overwrite=False, dither=bool(dither))
+        starts = range(0, frames.shape[0], CHUNK_FRAMES)
+        progress = Progress(len(starts))
+        # Atomic writer: an interrupt (raised by progress.update) leaves no partial file.
+        with VideoWriter(path, fps, crf=int(crf), overwrite=False, dither=bool(dither)) as writer:
+            for s in starts:
+                writer.write(frames[s:s + CHUNK_FRAMES])
+                progress.update(1)
+        written = writer.path
         return {"ui": {"images": [{"filename": file, "subfolder": subfolder, "type": "output"}],
                        "animated": (True,)},
                 "result": (str(written),)}

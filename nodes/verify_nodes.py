@@ -11,23 +11,15 @@ import json
 
 import numpy as np
 
+from physiolatent_core.errors import InputError
+
 from ._common import (Progress, check_duration, check_fps, check_same_shape, image_to_numpy, mask_to_numpy,
                       numpy_to_image, parse_methods)
 
 CATEGORY = "PhysioLatent/Verify"
-MIN_SECONDS = 3.0
+MIN_SECONDS = 4.0  # verify's minimum: a few beats at 40 bpm
 # Estimator names of physiolatent_core.rppg.ESTIMATORS, in the order the dropdown shows them.
 ESTIMATOR_NAMES = ["pos", "chrom", "green", "pca", "ica", "lgi", "pbv", "omit"]
-
-
-def figure_to_image(fig) -> np.ndarray:
-    """A matplotlib Figure rendered to [1, H, W, 3] float32 (then closed)."""
-    import matplotlib.pyplot as plt
-
-    fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba(), dtype=np.float32) / 255.0
-    plt.close(fig)
-    return rgba[None, ..., :3].copy()
 
 
 class EstimateHeartRate:
@@ -64,8 +56,7 @@ class EstimateHeartRate:
 
     def run(self, images, fps, method, report_methods, mask=None, reference=None, target_hr_bpm=0.0):
         from physiolatent_core import rppg
-        from physiolatent_core.rppg import hr as rppg_hr
-        from physiolatent_core.verify import plot_pulse, verify
+        from physiolatent_core.verify import figure_to_image, plot_pulse, verify
 
         fps = check_fps(fps)
         frames = image_to_numpy(images)
@@ -79,25 +70,28 @@ class EstimateHeartRate:
             check_same_shape(ref, frames, "reference", "images")
         m = mask_to_numpy(mask, frames)
         progress = Progress(3)
-        if m is None:
+        if m is None:  # the face of the clip read (the reference shares it: same shape, same scene)
             from physiolatent_core.face import face_mask
 
             m, _track = face_mask(frames, fps)
         progress.update(1)
-
-        pulse = rppg.ESTIMATORS[method](rppg.extract_rgb(frames, m), fps)
-        hr_bpm = float(rppg_hr.estimate_hr(pulse, fps))
         target = float(target_hr_bpm) if target_hr_bpm and target_hr_bpm > 0 else None
-        report = verify(frames, fps, mask=m, methods=methods, reference_frames=ref, target_hr_bpm=target)
-        report = {"method": method, "hr_bpm": hr_bpm, **report}
+        report = verify(frames, fps, mask=m, methods=methods, reference_frames=ref, target_hr_bpm=target,
+                        min_duration_s=MIN_SECONDS)
+        hr_bpm = report["hr_bpm"][method]
+        if hr_bpm is None:
+            raise InputError(f"{method} could not read a heart rate (the skin colour does not change at all): "
+                             "check that the mask covers the face and the clip is not a still image.")
+        report = {"method": method, "hr_bpm_method": hr_bpm, **report}
         progress.update(1)
-
-        fig = plot_pulse(frames, fps, mask=m, method=method, reference_frames=ref, target_hr_bpm=target)
-        plot = figure_to_image(fig)
+        fig = plot_pulse(frames, fps, before=ref, mask=m, method=method, target_hr_bpm=target)
+        plot = figure_to_image(fig)[None]
         progress.update(1)
         text = json.dumps(report, indent=1, default=_json_default)
-        return {"ui": {"text": [f"{method}: {hr_bpm:.1f} bpm"]},
-                "result": (hr_bpm, text, numpy_to_image(plot))}
+        summary = f"{method}: {hr_bpm:.1f} bpm"
+        if ref is not None and report["hr_bpm_before"].get(method) is not None:
+            summary += f" (before {report['hr_bpm_before'][method]:.1f} bpm)"
+        return {"ui": {"text": [summary]}, "result": (float(hr_bpm), text, numpy_to_image(plot))}
 
 
 def _json_default(value):

@@ -162,6 +162,7 @@ def paper_pipeline(info) -> dict:
     w.link(comps, "fps", crop, "fps")
     vae = w.add("PhysioLatentLoadVAE", (COL, 380), vae_name="cogvideox_vae.safetensors")
     adapter = w.add("PhysioLatentLoadAdapter", (COL, 600), adapter_name="physiolatent_adapter.safetensors")
+    w.link(vae, "vae", adapter, "vae")
     clip = w.add("CLIPLoader", (0, 760), clip_name="clip_l.safetensors", type="stable_diffusion")
     prompt = w.add("PhysioLatentHRPrompt", (COL, 800), target_hr_bpm=90.0)
     w.link(clip, "CLIP", prompt, "clip")
