@@ -1,0 +1,182 @@
+"""Quality benchmark of the training-free editor (issue: foundation acceptance).
+
+For synthetic subjects (ground truth known) and the real videos in ../shared/data, edit to
+55, 75, 100, 130 bpm and a 70->120 ramp, remove the pulse, then judge every output after
+each save path a user takes:
+
+* ``lossless``  temporal-dither to 8 bit (what our .mkv / PNG writer stores)
+* ``h264_crf18`` dither + libx264 crf 18 yuv420p (our default .mp4)
+* ``h264_crf23`` dither + libx264 crf 23
+* ``comfy_save`` ComfyUI's core SaveVideo: truncation to 8 bit + libx264 crf 23 yuv420p
+
+The editor is told the path (``robust_to='lossless'`` for lossless, ``'h264'`` otherwise).
+Estimators see the saved video through two regions of interest: our skin mask, and a plain
+face box enlarged 1.5x as rPPG-Toolbox crops it (no knowledge of our mask).
+
+Prints one JSON line per case and a summary table; writes everything to --out.
+
+    python benchmarks/quality.py --out out/quality            # full run (~15-25 min on 2 cores)
+    python benchmarks/quality.py --quick --out out/quality    # 2 synthetic clips, 1 real video
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from physiolatent_core import editor, face, rppg, video  # noqa: E402
+from physiolatent_core.pulse import hr_curve, parse_hr_target  # noqa: E402
+from physiolatent_core.rppg.hr import estimate_hr, hr_over_time, snr_db  # noqa: E402
+from physiolatent_core.synth import synth_subject  # noqa: E402
+from physiolatent_core.verify import psnr, ssim  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TARGETS = [55, 75, 100, 130, "70:120"]
+PATHS = {
+    "lossless": dict(robust_to="lossless", codec=None, quantize="dither"),
+    "h264_crf18": dict(robust_to="h264", codec="h264", crf=18, quantize="dither"),
+    "h264_crf23": dict(robust_to="h264", codec="h264", crf=23, quantize="dither"),
+    "comfy_save": dict(robust_to="h264", codec="h264", crf=23, quantize="truncate"),
+}
+
+
+def save_path(frames, fps, path):
+    """What the user's file holds, read back as float frames."""
+    spec = PATHS[path]
+    if spec["codec"] is None:
+        return video.quantize_to_uint8(frames, method=spec["quantize"]).astype(np.float32) / 255.0
+    return video.encode_decode(frames, fps, codec=spec["codec"], crf=spec["crf"], quantize=spec["quantize"])
+
+
+def box_mask(frames, fps, scale=1.5):
+    """rPPG-Toolbox-style ROI: the tracked face box enlarged 1.5x, as a hard mask."""
+    track = face.track_face(frames, fps)
+    t, h, w = frames.shape[:3]
+    mask = np.zeros((t, h, w), np.float32)
+    for i, (x0, y0, x1, y1) in enumerate(track.boxes):
+        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, scale * max(x1 - x0, y1 - y0) / 2
+        mask[i, max(0, int(cy - half)) : int(cy + half), max(0, int(cx - half)) : int(cx + half)] = 1.0
+    return mask
+
+
+def read_hrs(frames, fps, masks):
+    """HR (whole clip) and pulse per estimator per ROI: {roi: {method: (hr, pulse)}}."""
+    out = {}
+    for roi, mask in masks.items():
+        rgb = rppg.extract_rgb(frames, mask)
+        out[roi] = {}
+        for name, fn in rppg.ESTIMATORS.items():
+            pulse = fn(rgb, fps)
+            out[roi][name] = (estimate_hr(pulse, fps), pulse)
+    return out
+
+
+def target_error(pulse, fps, target):
+    """|HR read - target|: whole clip for a constant target, mean over 8 s windows for a ramp."""
+    spec = parse_hr_target(target)
+    curve = hr_curve(spec, len(pulse), fps)
+    if np.ptp(curve) < 1e-6:
+        return abs(estimate_hr(pulse, fps) - curve[0])
+    times, hrs = hr_over_time(pulse, fps, window_s=8.0, step_s=1.0)
+    want = np.interp(np.asarray(times) * fps, np.arange(len(curve)), curve)
+    return float(np.mean(np.abs(np.asarray(hrs) - want)))
+
+
+def clips(quick: bool):
+    """(name, frames, fps, true_hr or None)."""
+    configs = [
+        dict(seed=s, hr_bpm=hr, motion_px=mo, pulse_amplitude=amp)
+        for s, (hr, mo, amp) in enumerate(
+            [(62, 1.0, 0.003), (70, 2.0, 0.004), (84, 3.0, 0.002), (95, 1.5, 0.005),
+             (58, 4.0, 0.003), (110, 2.0, 0.004), (76, 0.5, 0.0015), (66, 2.5, 0.006)]
+        )
+    ]
+    for cfg in configs[: 2 if quick else None]:
+        clip = synth_subject(duration_s=12.0, fps=30.0, size=(240, 320), **cfg)
+        yield f"synth_s{cfg['seed']}_hr{cfg['hr_bpm']}", clip.frames, clip.fps, clip.hr_bpm
+    if SHARED.is_dir():
+        for path in sorted(SHARED.glob("*.mp4"))[: 1 if quick else None]:
+            frames, fps = video.read_video(path, max_frames=int(20 * 30))
+            yield path.stem, frames, fps, None
+
+
+def run(out_dir: Path, quick: bool):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    log = open(out_dir / "cases.jsonl", "w")
+    for name, frames, fps, true_hr in clips(quick):
+        t0 = time.time()
+        skin, _ = face.face_mask(frames, fps)
+        masks_in = {"skin": skin, "box": box_mask(frames, fps)}
+        before = read_hrs(frames, fps, masks_in)
+        if true_hr is None:  # real video: the consensus of the estimators on our skin ROI
+            true_hr = float(np.median([hr for hr, _ in before["skin"].values()]))
+        for path, spec in PATHS.items():
+            reference = save_path(frames, fps, path)  # the original through the same path
+            cases = [("edit", t) for t in TARGETS] + [("remove", None)]
+            for mode, target in cases:
+                if mode == "edit":
+                    res = editor.edit_pulse(frames, fps, target, face_mask=skin, robust_to=spec["robust_to"])
+                else:
+                    res = editor.remove_pulse(frames, fps, face_mask=skin, robust_to=spec["robust_to"])
+                saved = save_path(res.frames, fps, path)
+                after = read_hrs(saved, fps, {"skin": skin, "box": masks_in["box"]})
+                row = dict(clip=name, path=path, mode=mode, target=target, true_hr_bpm=true_hr,
+                           psnr_db=psnr(saved, reference), ssim=ssim(saved, reference))
+                for roi, reads in after.items():
+                    for method, (hr, pulse) in reads.items():
+                        key = f"{roi}/{method}"
+                        if mode == "edit":
+                            row[key] = dict(hr=hr, err=target_error(pulse, fps, target))
+                        else:
+                            orig_pulse = before[roi][method][1]
+                            row[key] = dict(hr=hr, err_true=abs(hr - true_hr),
+                                            snr_in=snr_db(orig_pulse, fps, true_hr),
+                                            snr_out=snr_db(pulse, fps, true_hr))
+                rows.append(row)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+        print(f"{name}: {time.time() - t0:.0f} s", flush=True)
+    log.close()
+    summary = summarise(rows)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def summarise(rows):
+    summary = {}
+    for path in PATHS:
+        edits = [r for r in rows if r["path"] == path and r["mode"] == "edit"]
+        removes = [r for r in rows if r["path"] == path and r["mode"] == "remove"]
+        keys = [k for k in edits[0] if "/" in k] if edits else []
+        s = {"edit_cases": len(edits), "remove_cases": len(removes)}
+        for roi in ("skin", "box"):
+            ks = [k for k in keys if k.startswith(roi)]
+            ok = [r[k]["err"] <= 3.0 for r in edits for k in ks]
+            s[f"edit_within_3bpm_{roi}"] = float(np.mean(ok)) if ok else None
+            s[f"edit_worst_err_{roi}"] = max((r[k]["err"] for r in edits for k in ks), default=None)
+            drop = [r[k]["snr_in"] - r[k]["snr_out"] for r in removes for k in ks]
+            s[f"remove_min_snr_drop_db_{roi}"] = min(drop, default=None)
+            s[f"remove_median_snr_drop_db_{roi}"] = float(np.median(drop)) if drop else None
+            near = [r[k]["err_true"] < 5.0 for r in removes for k in ks]
+            s[f"remove_reads_true_within_5bpm_{roi}"] = float(np.mean(near)) if near else None
+        s["psnr_min_db"] = min((r["psnr_db"] for r in edits + removes), default=None)
+        s["ssim_min"] = min((r["ssim"] for r in edits + removes), default=None)
+        summary[path] = s
+    return summary
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("out/quality"))
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    run(args.out, args.quick)

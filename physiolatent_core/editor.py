@@ -1,0 +1,456 @@
+"""Training-free pulse editor: set, remove or replace the heart-rate signal of a face video.
+
+The blood-volume pulse changes skin colour multiplicatively, along a nearly fixed
+colour direction, with a spatial amplitude map (forehead and cheeks strongest) and one
+waveform shared by the whole face. The editor models exactly that:
+
+1. **Pool** skin colour over a coarse grid that follows the face box (``grid`` cells),
+   weighted by the soft skin mask: ``colours [T, K, 3]``.
+2. **Normalise** each cell by its slow temporal mean, so illumination drift and
+   motion-induced brightness changes (which are slow or shared by all channels) stay
+   out of the pulse estimate: ``norm = colours / lowpass(colours) - 1``.
+3. **Find the subject's own pulse**: POS on the whole-face colour gives a waveform; its
+   HR trajectory gives a phase ``phi(t)``; each cell and channel is demodulated at
+   ``phi`` (and ``2 phi`` for the second harmonic), which yields a slowly varying complex
+   amplitude per cell. This is a tracking notch that follows heart-rate variability.
+4. **Build the correction** per cell and channel: minus the own pulse, plus a synthetic
+   target pulse (realistic waveform, HRV, respiration; see ``pulse.py``) that reuses the
+   measured spatial amplitude map and colour direction. Removal injects, instead of a
+   target, either a decoy pulse or pulse-band "chaff" with a notch at the true HR.
+5. **Apply** the correction as a smooth multiplicative gain field (cubic upsampling of
+   the grid to the face box), only inside the mask: ``out = frame * (1 + mask * delta)``.
+
+Strength depends on where the video goes next (``robust_to``): a lossless file keeps a
+0.3 % edit, while H.264 at crf 23 (what ComfyUI's SaveVideo writes) erases sub-1 %
+temporal changes, so the default for ``h264`` is stronger. Measured in
+``benchmarks/quality.py`` and recorded in ``docs/BENCHMARKS.md``.
+
+For long videos the editor streams: ``observe`` every chunk (pass 1), ``plan`` once,
+then ``apply`` every chunk (pass 2). Memory is ``O(T * K)`` besides the chunk itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy import signal
+
+from .errors import InputError
+from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
+from .rppg import ESTIMATORS
+from .rppg.hr import check_duration, estimate_hr, hr_over_time
+
+# Blood-volume pulse direction in normalised RGB (de Haan & van Leest 2014), scaled so
+# the green component is 1: the colour change per unit green change.
+BLOOD_VOLUME_DIRECTION = np.array([0.33, 0.77, 0.53]) / 0.77
+
+# RMS of the injected pulse, as a fraction of the green value, per output path.
+# Natural pulses are ~0.1-0.4 % RMS. crf 23 erases smaller temporal changes.
+AMPLITUDE_FOR = {"lossless": 0.004, "h264": 0.009}
+
+MIN_DURATION_S = 4.0
+# Half-width of the band kept around the own HR and its harmonic: wide enough for the
+# sidebands of breathing (0.1-0.4 Hz) and of heart-rate variability.
+OWN_BANDWIDTH_HZ = 0.45
+_MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
+
+
+@dataclass
+class EditResult:
+    """Output of :func:`edit_pulse` / :func:`remove_pulse`.
+
+    frames: float32 [T,H,W,3] edited clip; face_mask: [T,H,W] mask used;
+    info: JSON-able facts (own HR, target, amplitude, colour direction, ...).
+    """
+
+    frames: np.ndarray
+    face_mask: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    delta: np.ndarray  # [T, gh, gw, 3] multiplicative correction per cell
+    info: dict
+
+
+class PulseEditor:
+    """Streaming editor. ``observe`` all chunks, ``plan()``, then ``apply`` all chunks.
+
+    Args:
+        fps: frame rate of the clip.
+        mode: ``"edit"`` (inject ``target``) or ``"remove"``.
+        target: HR target (anything :func:`pulse.parse_hr_target` accepts), edit mode.
+        decoy_hr_bpm: remove mode: inject a pulse at this HR instead of chaff.
+        robust_to: ``"lossless"`` or ``"h264"``: sets the injected amplitude.
+        amplitude: override of the injected RMS amplitude (fraction of green).
+        grid: (rows, cols) of the pooling grid over the face box.
+        band_bpm: physiological HR band searched for the subject's own pulse.
+        seed: seeds the target's heart-rate variability and the chaff.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        mode: str = "edit",
+        target: HRTarget | float | str | None = None,
+        decoy_hr_bpm: float | None = None,
+        robust_to: str = "h264",
+        amplitude: float | None = None,
+        grid: tuple[int, int] = (6, 6),
+        band_bpm: tuple[float, float] = (40.0, 180.0),
+        seed: int = 0,
+    ):
+        if not fps or fps <= 0:
+            raise InputError(f"fps must be positive, got {fps!r}: pass the video's frame rate.")
+        if mode not in ("edit", "remove"):
+            raise InputError(f"mode must be 'edit' or 'remove', got {mode!r}.")
+        if robust_to not in AMPLITUDE_FOR:
+            raise InputError(f"robust_to must be one of {sorted(AMPLITUDE_FOR)}, got {robust_to!r}.")
+        if mode == "edit" and target is None:
+            raise InputError("edit mode needs a target heart rate (e.g. 75 or '70:120').")
+        self.fps = float(fps)
+        self.mode = mode
+        self.target = parse_hr_target(target) if target is not None else None
+        self.decoy = parse_hr_target(decoy_hr_bpm) if decoy_hr_bpm is not None else None
+        self.robust_to = robust_to
+        self.amplitude = float(amplitude) if amplitude is not None else AMPLITUDE_FOR[robust_to]
+        if not 0 < self.amplitude <= 0.03:
+            raise InputError(f"amplitude {self.amplitude} is outside (0, 0.03]: use e.g. 0.004-0.012.")
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.band_bpm = band_bpm
+        self.seed = seed
+        self._colours: list[np.ndarray] = []  # per chunk [t, K, 3]
+        self._weights: list[np.ndarray] = []  # per chunk [t, K]
+        self._boxes: list[np.ndarray] = []  # per chunk [t, 4] int
+        self._plan: _Plan | None = None
+
+    # ---------------------------------------------------------------- pass 1
+    def observe(self, frames: np.ndarray, face_mask: np.ndarray) -> None:
+        """Pool one chunk. frames [t,H,W,3] float 0..1, face_mask [t,H,W] 0..1."""
+        _check_frames_mask(frames, face_mask)
+        boxes = _mask_boxes(face_mask)
+        gh, gw = self.grid
+        colours = np.zeros((len(frames), gh * gw, 3), np.float64)
+        weights = np.zeros((len(frames), gh * gw), np.float64)
+        for i, (frame, mask, (x0, y0, x1, y1)) in enumerate(zip(frames, face_mask, boxes)):
+            if x1 - x0 < gw or y1 - y0 < gh:
+                continue  # no face in this frame: weights stay 0
+            m = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.float32)
+            fm = frame[y0:y1, x0:x1] * m[..., None]
+            sum_fm = cv2.resize(fm, (gw, gh), interpolation=cv2.INTER_AREA)
+            sum_m = cv2.resize(m, (gw, gh), interpolation=cv2.INTER_AREA)
+            weights[i] = sum_m.reshape(-1)
+            colours[i] = (sum_fm / np.maximum(sum_m, 1e-6)[..., None]).reshape(-1, 3)
+        self._colours.append(colours)
+        self._weights.append(weights)
+        self._boxes.append(boxes)
+
+    # ---------------------------------------------------------------- plan
+    def plan(self) -> dict:
+        """Estimate the own pulse and build the per-cell correction. Returns info."""
+        if not self._colours:
+            raise InputError("no frames were observed: the clip is empty.")
+        colours = np.concatenate(self._colours)  # [T, K, 3]
+        weights = np.concatenate(self._weights)  # [T, K]
+        n_frames = len(colours)
+        check_duration(n_frames, self.fps, min_duration_s=MIN_DURATION_S)
+        if (weights.sum(axis=1) > 0).mean() < 0.5:
+            raise InputError("the face mask is empty in most frames: pass a mask that covers the face skin.")
+
+        norm, valid = _normalise(colours, weights, self.fps)  # [T,K,3], [K]
+        face_weights = weights.mean(axis=0) * valid
+        face_norm = np.einsum("tkc,k->tc", norm, face_weights / face_weights.sum())
+
+        own_wave = ESTIMATORS["pos"](1.0 + face_norm, self.fps)
+        own_hr_hz = _hr_track(own_wave, self.fps, self.band_bpm)
+        phase = _refine_phase(own_wave, own_hr_hz, self.fps)
+
+        # Own pulse: the whole-face waveform per channel (fundamental and two harmonics, with
+        # the amplitude and rate modulation of breathing and HRV), times a slowly varying
+        # per-cell gain. The face mean is far less noisy than any cell.
+        face_own = np.zeros_like(face_norm)
+        for harmonic in (1, 2, 3):
+            envelope = _demodulate(face_norm, harmonic * phase, self.fps, cutoff_hz=OWN_BANDWIDTH_HZ)
+            face_own += np.real(envelope * np.exp(1j * harmonic * phase)[:, None])
+        cell_gain = _local_regression(norm, face_own[:, None, :], self.fps)  # [T,K,3]
+        own = cell_gain * face_own[:, None, :]
+        amp_g = np.sqrt(np.mean(own[..., 1] ** 2, axis=0))
+        amp_map = _amplitude_map(amp_g, valid, face_weights)
+
+        rng = np.random.default_rng(self.seed)
+        if self.mode == "edit":
+            injected = _target_wave(n_frames, self.fps, self.target, self.seed, self.band_bpm)
+            injected_hr = hr_curve(self.target, n_frames, self.fps)
+        elif self.decoy is not None:
+            injected = _target_wave(n_frames, self.fps, self.decoy, self.seed, self.band_bpm)
+            injected_hr = hr_curve(self.decoy, n_frames, self.fps)
+            _check_decoy(injected_hr, own_hr_hz * 60.0)
+        else:
+            injected = _chaff(n_frames, self.fps, phase, self.band_bpm, rng)
+            injected_hr = None
+        # The colour direction is the physiological one that every model-based estimator
+        # assumes (PBV's signature, CHROM's and POS's projections). Measuring it per clip was
+        # tried and rejected: the mixture of skin and non-skin inside each cell skews it.
+        # Blood volume up -> skin darker: negative sign on the colour change.
+        colour = BLOOD_VOLUME_DIRECTION
+        inject = -self.amplitude * injected[:, None, None] * amp_map[None, :, None] * colour[None, None, :]
+        delta = np.clip(inject - own * valid[None, :, None], -_MAX_DELTA, _MAX_DELTA)
+
+        gh, gw = self.grid
+        self._plan = _Plan(delta=delta.reshape(n_frames, gh, gw, 3).astype(np.float32), info={})
+        info = {
+            "mode": self.mode,
+            "fps": self.fps,
+            "n_frames": n_frames,
+            "own_hr_bpm": float(np.median(own_hr_hz) * 60.0),
+            "own_pulse_rms": float(np.sqrt(np.mean(own[..., 1][:, valid] ** 2))) if valid.any() else 0.0,
+            "injected_rms": self.amplitude,
+            "robust_to": self.robust_to,
+            "colour_direction_rgb": [float(c) for c in BLOOD_VOLUME_DIRECTION],
+            "grid": list(self.grid),
+            "valid_cells": int(valid.sum()),
+            "seed": self.seed,
+        }
+        if injected_hr is not None:
+            info["injected_hr_bpm_mean"] = float(np.mean(injected_hr))
+            info["injected_hr_bpm_range"] = [float(np.min(injected_hr)), float(np.max(injected_hr))]
+        self._plan.info = info
+        return info
+
+    # ---------------------------------------------------------------- pass 2
+    def apply(self, frames: np.ndarray, face_mask: np.ndarray, start: int) -> np.ndarray:
+        """Edit one chunk (frames ``start .. start+t`` of the clip). Returns a new array."""
+        if self._plan is None:
+            raise RuntimeError("call plan() after observing every chunk, before apply().")
+        _check_frames_mask(frames, face_mask)
+        boxes = np.concatenate(self._boxes)[start : start + len(frames)]
+        delta = self._plan.delta[start : start + len(frames)]
+        if len(boxes) != len(frames):
+            raise InputError(
+                f"apply() got frames {start}..{start + len(frames)} but only {len(np.concatenate(self._boxes))} "
+                "were observed: observe and apply the same clip."
+            )
+        out = np.array(frames, dtype=np.float32, copy=True)
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            if x1 - x0 < self.grid[1] or y1 - y0 < self.grid[0]:
+                continue
+            gain = cv2.resize(delta[i], (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_CUBIC)
+            gain *= _apply_weight(face_mask[i, y0:y1, x0:x1])[..., None]
+            gain += 1.0
+            region = out[i, y0:y1, x0:x1]
+            np.multiply(region, gain, out=region)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    @property
+    def info(self) -> dict:
+        return {} if self._plan is None else dict(self._plan.info)
+
+
+def edit_pulse(
+    frames: np.ndarray,
+    fps: float,
+    target_hr_bpm,
+    face_mask: np.ndarray | None = None,
+    robust_to: str = "h264",
+    seed: int = 0,
+    **kwargs,
+) -> EditResult:
+    """Replace the subject's pulse by a target HR (constant, ``"70:120"`` ramp, or knots).
+
+    frames: float32 [T,H,W,3] 0..1; face_mask: [T,H,W] (computed with ``face.face_mask``
+    when None). Extra keyword arguments go to :class:`PulseEditor`.
+    """
+    return _run(frames, fps, face_mask, PulseEditor(fps, "edit", target=target_hr_bpm,
+                                                    robust_to=robust_to, seed=seed, **kwargs))
+
+
+def remove_pulse(
+    frames: np.ndarray,
+    fps: float,
+    face_mask: np.ndarray | None = None,
+    decoy_hr_bpm: float | None = None,
+    robust_to: str = "h264",
+    seed: int = 0,
+    **kwargs,
+) -> EditResult:
+    """Suppress the subject's pulse; optionally inject a decoy HR instead of chaff."""
+    return _run(frames, fps, face_mask, PulseEditor(fps, "remove", decoy_hr_bpm=decoy_hr_bpm,
+                                                    robust_to=robust_to, seed=seed, **kwargs))
+
+
+def _run(frames, fps, face_mask, editor: PulseEditor) -> EditResult:
+    frames = _as_frames(frames)
+    if face_mask is None:
+        from .face import face_mask as compute_face_mask
+
+        face_mask, _ = compute_face_mask(frames, fps)
+    face_mask = np.asarray(face_mask, dtype=np.float32)
+    editor.observe(frames, face_mask)
+    editor.plan()
+    return EditResult(frames=editor.apply(frames, face_mask, 0), face_mask=face_mask, info=editor.info)
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _as_frames(frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"frames must be [T,H,W,3] RGB, got shape {frames.shape}: convert grayscale/alpha to RGB.")
+    if frames.dtype != np.float32:
+        frames = frames.astype(np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
+    return frames
+
+
+def _check_frames_mask(frames: np.ndarray, face_mask: np.ndarray) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"frames must be [T,H,W,3] RGB, got shape {frames.shape}.")
+    if face_mask.shape != frames.shape[:3]:
+        raise InputError(
+            f"face mask shape {face_mask.shape} does not match frames {frames.shape[:3]}: "
+            "the mask needs one [H,W] plane per frame, same size as the frames."
+        )
+
+
+def _apply_weight(mask: np.ndarray) -> np.ndarray:
+    """Strength of the correction per pixel: full from mask 0.5 up, fading to 0 at the edge.
+
+    Multiplying by the soft mask itself would under-correct: the pooled colour is a
+    mask-weighted mean, so a correction scaled by the mask again reaches only
+    sum(m^2)/sum(m) of the pulse it measured.
+    """
+    return np.minimum(mask * 2.0, 1.0)
+
+
+def _mask_boxes(face_mask: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Bounding box (x0, y0, x1, y1) of mask > threshold per frame; zeros where empty."""
+    on = face_mask > threshold
+    rows, cols = on.any(axis=2), on.any(axis=1)  # [t,H], [t,W]
+    boxes = np.zeros((len(face_mask), 4), np.int64)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        if r.any():
+            ys, xs = np.flatnonzero(r), np.flatnonzero(c)
+            boxes[i] = xs[0], ys[0], xs[-1] + 1, ys[-1] + 1
+    return boxes
+
+
+def _sosfiltfilt(sos, x, fps: float):
+    """Zero-phase filter along time (axis 0). Odd-reflection padding of ~4 s keeps the slow
+    filters used here (down to 0.15 Hz) from ringing at the clip's ends."""
+    return signal.sosfiltfilt(sos, x, axis=0, padlen=min(x.shape[0] - 1, int(4 * fps)))
+
+
+def _normalise(colours: np.ndarray, weights: np.ndarray, fps: float):
+    """Cell colours -> relative colour change around the slow mean. Returns (norm, valid)."""
+    valid = weights.mean(axis=0) > 0.01 * weights.mean(axis=0).max()
+    # Frames where a cell is empty: carry the cell's nearest observed colour.
+    filled = colours.copy()
+    for k in range(colours.shape[1]):
+        seen = weights[:, k] > 1e-3
+        if seen.any() and not seen.all():
+            idx = np.flatnonzero(seen)
+            for c in range(3):
+                filled[:, k, c] = np.interp(np.arange(len(colours)), idx, colours[idx, k, c])
+    filled = np.maximum(filled, 1e-3)
+    sos = signal.butter(2, 0.4, btype="lowpass", fs=fps, output="sos")
+    slow = np.maximum(_sosfiltfilt(sos, filled, fps), 1e-3)
+    norm = filled / slow - 1.0
+    norm[:, ~valid] = 0.0
+    return norm, valid
+
+
+def _hr_track(pulse: np.ndarray, fps: float, band_bpm) -> np.ndarray:
+    """Own HR per frame in Hz: sliding-window spectral peaks, median-smoothed."""
+    duration = len(pulse) / fps
+    window_s = min(10.0, duration)
+    times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0, band_bpm=band_bpm)
+    hrs = np.asarray(hrs, float)
+    if len(hrs) >= 3:
+        hrs = signal.medfilt(hrs, 3 if len(hrs) < 7 else 5)
+    t = np.arange(len(pulse)) / fps
+    return np.interp(t, np.asarray(times, float), hrs) / 60.0 if len(hrs) > 1 else np.full(len(pulse), hrs[0] / 60.0)
+
+
+def _demodulate(x: np.ndarray, phase: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """Complex envelope of x at the given phase: 2 * lowpass(x * exp(-i phase)), along axis 0."""
+    rot = np.exp(-1j * phase).reshape((-1,) + (1,) * (x.ndim - 1))
+    sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=fps, output="sos")
+    mixed = x * rot
+    return 2.0 * (_sosfiltfilt(sos, mixed.real, fps) + 1j * _sosfiltfilt(sos, mixed.imag, fps))
+
+
+def _local_regression(y: np.ndarray, x: np.ndarray, fps: float, cutoff_hz: float = 0.1) -> np.ndarray:
+    """Slowly varying least-squares gain b(t) with y ~ b x, per element (broadcast over x)."""
+    sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=fps, output="sos")
+    num = _sosfiltfilt(sos, y * x, fps)
+    den = _sosfiltfilt(sos, np.broadcast_to(x * x, y.shape), fps)
+    return num / np.maximum(den, 1e-12 + 1e-3 * den.max())
+
+
+def _refine_phase(pulse: np.ndarray, hr_hz: np.ndarray, fps: float) -> np.ndarray:
+    """Phase of the own pulse: nominal phase of the HR track plus the measured slow offset,
+    so heart-rate variability is followed without widening the notch."""
+    nominal = 2.0 * np.pi * np.cumsum(hr_hz) / fps
+    envelope = _demodulate(pulse, nominal, fps, cutoff_hz=0.3)
+    return nominal + np.unwrap(np.angle(envelope))
+
+
+def _amplitude_map(amp_g: np.ndarray, valid: np.ndarray, face_weights: np.ndarray) -> np.ndarray:
+    """Per-cell pulse strength relative to the face mean, half measured, half uniform."""
+    out = np.zeros_like(amp_g)
+    if not valid.any():
+        return out
+    mean = np.average(amp_g[valid], weights=face_weights[valid])
+    rel = np.clip(amp_g / max(mean, 1e-9), 0.3, 2.5) if mean > 0 else np.ones_like(amp_g)
+    out[valid] = 0.5 * rel[valid] + 0.5
+    # Rescale so the face-weighted mean strength is exactly 1.
+    return out / np.average(out[valid], weights=face_weights[valid])
+
+
+def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bpm) -> np.ndarray:
+    """Realistic target pulse (unit RMS) whose spectral peak sits on a constant target.
+
+    Heart-rate variability makes a short clip's spectral peak wander by a bpm or two from
+    the mean HR, and the spectral peak is what estimators read. For a constant target the
+    HR curve is shifted until the peak lands on it (two corrections suffice).
+    """
+    curve = hr_curve(target, n_frames, fps)
+    pulse = synth_pulse(n_frames, fps, target, hrv_ms=15.0, seed=seed)
+    if np.ptp(curve) > 1e-6:
+        return pulse.wave
+    want, shift = float(curve[0]), 0.0
+    for _ in range(2):
+        error = estimate_hr(pulse.wave, fps, band_bpm=band_bpm) - want
+        if abs(error) < 0.2:
+            break
+        shift -= error
+        pulse = synth_pulse(n_frames, fps, parse_hr_target(want + shift), hrv_ms=15.0, seed=seed)
+    return pulse.wave
+
+
+def _chaff(n_frames: int, fps: float, own_phase: np.ndarray, band_bpm, rng) -> np.ndarray:
+    """Pulse-band noise with notches at the own HR and its 2nd harmonic, unit RMS.
+
+    Estimators then find random, wandering peaks instead of the true HR, and the SNR at
+    the true HR drops because the band around it gets no power.
+    """
+    low, high = band_bpm[0] / 60.0, min(band_bpm[1] / 60.0, 0.45 * fps)
+    sos = signal.butter(3, [low, high], btype="bandpass", fs=fps, output="sos")
+    noise = _sosfiltfilt(sos, rng.standard_normal(n_frames), fps)
+    for harmonic in (1, 2):
+        near = _demodulate(noise, harmonic * own_phase, fps, cutoff_hz=10.0 / 60.0)
+        noise = noise - np.real(near * np.exp(1j * harmonic * own_phase))
+    return noise / max(np.std(noise), 1e-12)
+
+
+def _check_decoy(decoy_hr_bpm: np.ndarray, own_hr_bpm: np.ndarray) -> None:
+    gap = np.abs(decoy_hr_bpm - own_hr_bpm).min()
+    if gap < 10.0:
+        raise InputError(
+            f"decoy HR comes within {gap:.1f} bpm of the subject's own HR (~{np.median(own_hr_bpm):.0f} bpm): "
+            "choose a decoy at least 10 bpm away, or remove without a decoy."
+        )

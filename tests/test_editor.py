@@ -1,0 +1,103 @@
+"""The training-free editor on synthetic subjects with a known pulse."""
+
+import numpy as np
+import pytest
+
+from physiolatent_core import editor, rppg, video
+from physiolatent_core.errors import InputError
+from physiolatent_core.rppg.hr import estimate_hr, hr_over_time, snr_db
+from physiolatent_core.synth import synth_subject
+
+FPS = 30.0
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synth_subject(duration_s=12.0, fps=FPS, hr_bpm=68.0, size=(200, 260), seed=4, pulse_amplitude=0.004)
+
+
+def read_all(frames, mask):
+    rgb = rppg.extract_rgb(frames, mask)
+    return {name: fn(rgb, FPS) for name, fn in rppg.ESTIMATORS.items()}
+
+
+def psnr(a, b):
+    return 10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2))
+
+
+@pytest.mark.parametrize("target", [55.0, 83.7, 130.0])
+def test_every_estimator_reads_a_constant_target(clip, target):
+    res = editor.edit_pulse(clip.frames, FPS, target, face_mask=clip.skin_mask, robust_to="lossless")
+    for name, pulse in read_all(res.frames, clip.skin_mask).items():
+        assert abs(estimate_hr(pulse, FPS) - target) <= 3.0, name
+
+
+def test_trajectory_is_followed(clip):
+    res = editor.edit_pulse(clip.frames, FPS, "70:120", face_mask=clip.skin_mask, robust_to="lossless")
+    pulse = read_all(res.frames, clip.skin_mask)["pos"]
+    times, hrs = hr_over_time(pulse, FPS, window_s=6.0, step_s=1.0)
+    want = 70 + 50 * np.asarray(times) / (len(pulse) / FPS)
+    assert np.mean(np.abs(np.asarray(hrs) - want)) < 4.0
+    assert hrs[-1] - hrs[0] > 25  # it really rises
+
+
+def test_edit_is_invisible_and_local(clip):
+    res = editor.edit_pulse(clip.frames, FPS, 100, face_mask=clip.skin_mask, robust_to="lossless")
+    assert psnr(res.frames, clip.frames) >= 52.0
+    outside = clip.skin_mask == 0
+    assert np.array_equal(res.frames[outside], clip.frames[outside])
+    # Lossless path: temporal dither to 8 bit keeps the edit.
+    stored = video.quantize_to_uint8(res.frames, method="dither").astype(np.float32) / 255
+    assert abs(estimate_hr(read_all(stored, clip.skin_mask)["pos"], FPS) - 100) <= 3.0
+
+
+def test_remove_hides_the_true_hr(clip):
+    res = editor.remove_pulse(clip.frames, FPS, face_mask=clip.skin_mask, robust_to="lossless")
+    before, after = read_all(clip.frames, clip.skin_mask), read_all(res.frames, clip.skin_mask)
+    for name in before:
+        assert abs(estimate_hr(after[name], FPS) - clip.hr_bpm) > 5.0, name
+        assert snr_db(before[name], FPS, clip.hr_bpm) - snr_db(after[name], FPS, clip.hr_bpm) >= 15.0, name
+
+
+def test_remove_with_decoy_reads_the_decoy(clip):
+    res = editor.remove_pulse(clip.frames, FPS, face_mask=clip.skin_mask, decoy_hr_bpm=95.0, robust_to="lossless")
+    assert abs(estimate_hr(read_all(res.frames, clip.skin_mask)["chrom"], FPS) - 95.0) <= 3.0
+    with pytest.raises(InputError, match="decoy"):
+        editor.remove_pulse(clip.frames, FPS, face_mask=clip.skin_mask, decoy_hr_bpm=70.0)
+
+
+def test_edit_survives_comfyui_savevideo_path(clip):
+    """Truncation to 8 bit + libx264 crf 23 yuv420p, as core SaveVideo writes."""
+    res = editor.edit_pulse(clip.frames, FPS, 110, face_mask=clip.skin_mask, robust_to="h264")
+    saved = video.encode_decode(res.frames, FPS, codec="h264", crf=23, quantize="truncate")
+    for name, pulse in read_all(saved, clip.skin_mask).items():
+        assert abs(estimate_hr(pulse, FPS) - 110) <= 3.0, name
+
+
+def test_streaming_equals_whole_clip_and_is_deterministic(clip):
+    whole = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7).frames
+    ed = editor.PulseEditor(FPS, "edit", target=90, seed=7)
+    chunks = [(s, min(s + 100, len(clip.frames))) for s in range(0, len(clip.frames), 100)]
+    for a, b in chunks:
+        ed.observe(clip.frames[a:b], clip.skin_mask[a:b])
+    ed.plan()
+    streamed = np.concatenate([ed.apply(clip.frames[a:b], clip.skin_mask[a:b], a) for a, b in chunks])
+    np.testing.assert_array_equal(streamed, whole)
+    again = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7).frames
+    np.testing.assert_array_equal(again, whole)
+
+
+def test_bad_inputs_are_explained(clip):
+    frames, mask = clip.frames, clip.skin_mask
+    with pytest.raises(InputError, match="fps"):
+        editor.edit_pulse(frames, 0, 80, face_mask=mask)
+    with pytest.raises(InputError, match="30"):
+        editor.edit_pulse(frames, FPS, 300, face_mask=mask)
+    with pytest.raises(InputError, match="mask"):
+        editor.edit_pulse(frames, FPS, 80, face_mask=mask[:-1])
+    with pytest.raises(InputError, match="RGB"):
+        editor.edit_pulse(frames[..., 0], FPS, 80, face_mask=mask)
+    with pytest.raises(InputError):  # 2 s cannot carry a readable HR
+        editor.edit_pulse(frames[:60], FPS, 80, face_mask=mask[:60])
+    with pytest.raises(InputError, match="mask"):
+        editor.edit_pulse(frames, FPS, 80, face_mask=np.zeros_like(mask))
