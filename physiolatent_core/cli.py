@@ -35,7 +35,6 @@ from .errors import InputError, PhysioLatentError, VideoError
 
 MIN_DURATION_S = 4.0
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
-VIDEO_OUT_SUFFIXES = LOSSY_SUFFIXES + (".mkv",)
 DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
 
 # --------------------------------------------------------------------------- arguments
@@ -157,13 +156,19 @@ def _band_for(*hr_values) -> tuple[float, float]:
     return max(low, 25.0), high
 
 
+def _ordinary_permissions(path) -> str:
+    """Give a file the permissions the umask allows (mkstemp-based writers make it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return str(path)
+
+
 def _write_json(path: Path, data: dict) -> None:
     """Atomic JSON write (temp file beside the target, then rename)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".json", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is an ordinary file
+        _ordinary_permissions(tmp)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, allow_nan=False)
             f.write("\n")
@@ -204,13 +209,6 @@ def _write(path: str, frames: np.ndarray, fps: float, crf: int, overwrite: bool,
     return str(writer.path)
 
 
-def _face_mask(frames: np.ndarray, fps: float):
-    from .face import face_mask
-
-    mask, track = face_mask(frames, fps)
-    return mask, track
-
-
 def _log(args, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
@@ -225,6 +223,8 @@ def _fmt_hr(value) -> str:
 
 def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None) -> dict:
     """Shared pipeline of ``edit``, ``remove`` and ``demo``. Returns the report."""
+    from .editor import edit_pulse, remove_pulse
+    from .face import face_mask
     from .pulse import hr_curve, parse_hr_target
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
@@ -267,9 +267,8 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     fps = info.fps
     check_duration(len(frames), fps, min_duration_s=MIN_DURATION_S)
     lap("read")
-    mask, track = _face_mask(frames, fps)
+    mask, track = face_mask(frames, fps)
     lap("face_mask")
-    from .editor import edit_pulse, remove_pulse
 
     if target is not None:
         result = edit_pulse(frames, fps, target, face_mask=mask, robust_to=robust_to, seed=args.seed)
@@ -319,7 +318,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         # Colour traces [T, 3] instead of frames: pooling the clips again would double the cost.
         fig = plot_pulse(extract_rgb(saved, mask), fps, before=extract_rgb(frames, mask), target_hr_bpm=aim_constant,
                          band_bpm=band, title=title)
-        outputs.done(save_figure(fig, figure_path, overwrite=args.overwrite))
+        outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
         lap("figure")
 
     report = _jsonable({
@@ -401,6 +400,11 @@ def _print_summary(report: dict) -> None:
     for name, hr in v["hr_bpm"].items():
         before = v.get("hr_bpm_before", {}).get(name)
         lines.append(f"  {name:6s} {_fmt_hr(hr)} bpm   (before {_fmt_hr(before)})")
+    if report["command"] == "remove" and v.get("snr_db_before"):
+        method = "pos" if "pos" in v["snr_db_before"] else next(iter(v["snr_db_before"]))
+        before, after = v["snr_db_before"][method], v["snr_db_after"][method]
+        if before is not None and after is not None:
+            lines.append(f"pulse SNR at the original HR ({method}): {before:.1f} dB before, {after:.1f} dB after")
     if report.get("trajectory") and report["trajectory"]["mae_bpm"] is not None:
         lines.append(f"trajectory error (POS, sliding windows): {report['trajectory']['mae_bpm']:.1f} bpm")
     fidelity = f"PSNR {v['psnr_db']:.1f} dB, SSIM {v['ssim']:.4f} against the input"
@@ -414,6 +418,7 @@ def _print_summary(report: dict) -> None:
 
 
 def _estimate(args, outputs: _Outputs) -> dict:
+    from .face import face_mask
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
     from .verify import plot_pulse, save_figure, verify
@@ -429,11 +434,11 @@ def _estimate(args, outputs: _Outputs) -> dict:
     info = probe_video(input_path, fps=args.fps)
     check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
     frames, info = _read(input_path, args.fps, args.quiet)
-    mask, track = _face_mask(frames, info.fps)
+    mask, track = face_mask(frames, info.fps)
     checked = verify(frames, info.fps, mask=mask, methods=methods)
     if figure_path is not None:
         fig = plot_pulse(extract_rgb(frames, mask), info.fps, title=f"{input_path.name}: POS pulse")
-        outputs.done(save_figure(fig, figure_path, overwrite=args.overwrite))
+        outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
     report = _jsonable({
         "command": "estimate", "input": asdict(info),
         "settings": {"methods": methods, "fps": info.fps},

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def test_edit_lossless_writes_video_report_and_figure(clip_path, tmp_path, capsy
     assert report["codec_reference"] is None  # lossless: the input itself is the reference
     assert set(report["timings_s"]) >= {"read", "face_mask", "edit", "write", "verify", "total"}
     assert "HR after" in stdout and "pos" in stdout
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("edited.report.json", "edited.png"):  # ordinary files, not mkstemp-private ones
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
 
 
 def test_edit_mp4_reports_codec_reference_and_honours_options(clip_path, tmp_path, capsys):
