@@ -40,18 +40,24 @@ DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
 # --------------------------------------------------------------------------- arguments
 
 
-def _add_common(p: argparse.ArgumentParser, output: bool = True) -> None:
-    p.add_argument("--fps", type=float, help="frame rate (required for a folder of frames; overrides the file's)")
+def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = True) -> None:
+    """Options shared by the subcommands. ``output``: the command writes a video (edit,
+    remove); ``files``: it reads a user's file and may name its report/figure (not demo)."""
+    if files:
+        p.add_argument("--fps", type=float, help="frame rate (required for a folder of frames; overrides the file's)")
     p.add_argument("--methods", help="comma-separated rPPG estimators for verification (default: %(default)s)",
                    default=",".join(DEFAULT_METHODS))
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
-    p.add_argument("--report", help="report JSON path" + (" (default: OUT stem + .report.json)" if output else ""))
-    p.add_argument("--figure", help="pulse/spectrum figure PNG path" + (" (default: OUT stem + .png)" if output else ""))
-    p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+    if files:
+        default = " (default: OUT stem + %s)" if output else " (default: none)"
+        p.add_argument("--report", help="report JSON path" + (default % ".report.json" if output else default))
+        p.add_argument("--figure", help="pulse/spectrum figure PNG path" + (default % ".png" if output else default))
+        p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
-    if output:
+    if output or not files:
         p.add_argument("--crf", type=int, default=18, help="H.264 quality for .mp4 outputs, 0-51 (default 18)")
+    if output:
         p.add_argument("--robust-to", choices=("lossless", "h264"),
                        help="edit strength for where the video goes: default matches the output "
                             "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
@@ -85,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     p.add_argument("--duration", type=float, default=12.0, help="clip length in seconds (default 12)")
     p.add_argument("--size", default="360x480", help="frame size HEIGHTxWIDTH (default %(default)s)")
-    _add_common(p, output=False)
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (default 18)")
+    _add_common(p, output=False, files=False)
     return parser
 
 
