@@ -114,23 +114,27 @@ def load_clip_text_model(path, dtype: torch.dtype = torch.float32, device="cpu",
             f"{path.name} does not look like a CLIP text encoder (no single 'text_model.' key prefix; found "
             f"{sorted(prefixes)[:3]}). {_CLIP_HELP}."
         )
-    prefix = prefixes.pop()
-    sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix + marker)}
+    prefix = prefixes.pop() + marker
+    sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}  # "embeddings.…", "encoder.…"
     config = config or clip_l_text_config()
     with torch.device("meta"):
         model = CLIPTextModel(config)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd) - {"text_model.embeddings.position_ids"})
+    # transformers 4 names the keys "text_model.…", transformers 5 drops that level
+    model_prefix = marker if any(k.startswith(marker) for k in expected) else ""
+    sd = {model_prefix + k: v for k, v in sd.items()}
+    skip = {model_prefix + "embeddings.position_ids"}
+    missing = sorted(set(expected) - set(sd) - skip)
     bad = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
     if missing or bad:
         raise ModelFileError(
             f"{path.name} is not a CLIP ViT-L/14 text encoder: {len(missing)} missing keys (e.g. {missing[:3]}), "
             f"{len(bad)} with other shapes (e.g. {bad[:3]}). {_CLIP_HELP}."
         )
-    sd = {k: v.to(dtype) for k, v in sd.items() if k in expected and k != "text_model.embeddings.position_ids"}
+    sd = {k: v.to(dtype) for k, v in sd.items() if k in expected and k not in skip}
     model.load_state_dict(sd, strict=False, assign=True)
     # position_ids is a non-persistent buffer in recent transformers: rebuild it off the meta device
-    emb = model.text_model.embeddings
+    emb = model.text_model.embeddings if hasattr(model, "text_model") else model.embeddings
     if hasattr(emb, "position_ids"):
         emb.position_ids = torch.arange(config.max_position_embeddings).unsqueeze(0)
     return model.to(device).eval().requires_grad_(False)

@@ -18,6 +18,7 @@ save_vae(vae, path) -> None             diffusers keys, config JSON in the metad
 vae_fingerprint(vae) -> str             identifies the weights an adapter was trained on
 sat_to_diffusers_keys(sd) / diffusers_to_sat_keys(sd)   key layout conversion
 map_windows(video, fn, window_frames=49, overlap_frames=8) -> video   long clips
+window_starts(num_frames, window_frames=49, overlap_frames=8) -> list[int]
 
 class VAE(nn.Module)
     encode(video [B,3,T,H,W] in [-1,1], sample=False, generator=None) -> z [B,16,T',h,w]
@@ -37,9 +38,9 @@ latents a clip of T frames becomes.
 Long clips
 ----------
 `map_windows` runs any per-window function on overlapping temporal windows (default 49
-frames = the CogVideoX training length, 8 frames overlap) and cross-fades the results
-linearly in pixel space over the overlap. The last window is aligned to the clip end so
-every window has full length. Memory is bounded by one window.
+frames = the CogVideoX training length, at least 8 frames overlap) spread evenly over
+the clip, and cross-fades the results linearly in pixel space. Every window has full
+length (the last ends at the clip's end). Memory is bounded by one window.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def cogvideox_vae_config() -> dict:
 def tiny_vae_config() -> dict:
     """Same structure (4 blocks: 8x spatial, 4x temporal, 16 latent channels), ~0.9 M parameters."""
     cfg = cogvideox_vae_config()
-    cfg.update(block_out_channels=[16, 32, 32, 32], layers_per_block=1, norm_num_groups=8, scaling_factor=1.0)
+    cfg.update(block_out_channels=[16, 32, 32, 32], layers_per_block=1, norm_num_groups=8)
     return cfg
 
 
@@ -166,6 +167,12 @@ class VAE(nn.Module):
             video = torch.cat([video, video[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
         posterior = self.model.encode(video.to(self.dtype)).latent_dist
         z = posterior.sample(generator) if sample else posterior.mode()
+        size = (video.shape[-2] // self.spatial_ratio, video.shape[-1] // self.spatial_ratio)
+        if tuple(z.shape[-2:]) != size:  # diffusers' tiling mis-sizes small tile layouts
+            raise RuntimeError(
+                f"VAE encoded a {tuple(video.shape[-2:])} frame to a {tuple(z.shape[-2:])} latent, expected {size}. "
+                "Disable tiling (vae.disable_tiling()) or use tiles of at least 32 px on frames of 64 px or more."
+            )
         return z * self.scaling_factor
 
     def decode(self, z: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
@@ -181,6 +188,12 @@ class VAE(nn.Module):
         full = 1 + (z.shape[2] - 1) * self.temporal_ratio
         if video.shape[2] != full:  # guards against a diffusers change in temporal batching
             raise RuntimeError(f"VAE decoded {video.shape[2]} frames from {z.shape[2]} latents, expected {full}.")
+        size = (z.shape[-2] * self.spatial_ratio, z.shape[-1] * self.spatial_ratio)
+        if tuple(video.shape[-2:]) != size:  # diffusers' tiling can crop odd tile layouts
+            raise RuntimeError(
+                f"VAE decoded {tuple(video.shape[-2:])} pixels from a {tuple(z.shape[-2:])} latent, expected {size}. "
+                "Disable tiling (vae.disable_tiling()) or choose a tile size that divides the frame."
+            )
         return video if num_frames is None else video[:, :, :num_frames]
 
     def reconstruct(self, video: torch.Tensor, window_frames: int = 49, overlap_frames: int = 8) -> torch.Tensor:
@@ -201,41 +214,52 @@ class VAE(nn.Module):
         self.model.use_tiling = False
 
 
+def window_starts(num_frames: int, window_frames: int, overlap_frames: int) -> list[int]:
+    """Start frames of evenly spaced windows covering the clip, each overlapping the next by >= overlap_frames."""
+    if num_frames <= window_frames:
+        return [0]
+    if not 0 <= overlap_frames < window_frames:
+        raise InputError(f"overlap_frames must be in [0, window_frames); got {overlap_frames} with window {window_frames}.")
+    n = math.ceil((num_frames - overlap_frames) / (window_frames - overlap_frames))
+    return [round(i * (num_frames - window_frames) / (n - 1)) for i in range(n)]
+
+
 def map_windows(
     video: torch.Tensor,
     fn: Callable[[torch.Tensor], torch.Tensor],
     window_frames: int = 49,
     overlap_frames: int = 8,
 ) -> torch.Tensor:
-    """Apply `fn` ([B,C,t,H,W] -> same shape) on overlapping temporal windows.
+    """Apply `fn` ([B,C,t,H,W] -> same shape) on overlapping temporal windows and cross-fade.
 
-    Windows of `window_frames` frames start every `window_frames - overlap_frames`
-    frames; the last one is aligned to the end of the clip. Overlaps are blended with a
-    linear cross-fade (weights ramp over the overlap region), so no seam appears even
-    though each window restarts the causal VAE. Each window's output is moved to the
-    input's device before blending, so `fn` may run on another device.
+    Windows of `window_frames` frames are spread evenly over the clip (first at 0, last
+    ending at the last frame), consecutive ones overlapping by at least
+    `overlap_frames`. Over the frames two neighbours share, one fades out linearly while
+    the other fades in (weights sum to 1; normalised by the summed weights in case of
+    triple overlaps, only possible when overlap > window/2). So a window's restart of
+    the causal VAE fades in instead of showing as a seam. `fn`'s output is
+    moved to the input's device, so `fn` may run on another device.
     """
     t = video.shape[2]
-    if t <= window_frames:
+    starts = window_starts(t, window_frames, overlap_frames)
+    if len(starts) == 1:
         return fn(video)
-    if not 0 <= overlap_frames < window_frames:
-        raise InputError(f"overlap_frames must be in [0, window_frames); got {overlap_frames} with window {window_frames}.")
-    stride = window_frames - overlap_frames
-    starts = list(range(0, t - window_frames, stride)) + [t - window_frames]
-    out = None
-    weight = torch.zeros(t, device=video.device, dtype=torch.float32)
+    def ramp(n: int) -> torch.Tensor:  # n weights rising strictly between 0 and 1
+        return torch.linspace(0, 1, n + 2, device=video.device)[1:-1]
+
+    out = weight = None
     for i, s in enumerate(starts):
         piece = fn(video[:, :, s : s + window_frames]).to(video.device, torch.float32)
         w = torch.ones(window_frames, device=video.device)
-        if i > 0:  # fade in over the overlap with the previous window
+        if i > 0:  # fade in over the frames shared with the previous window
             ov = starts[i - 1] + window_frames - s
-            w[:ov] = torch.linspace(0, 1, ov + 2, device=video.device)[1:-1]
-        if i < len(starts) - 1:  # fade out over the overlap with the next window
+            w[:ov] = ramp(ov)
+        if i < len(starts) - 1:  # fade out over the frames shared with the next window
             ov = s + window_frames - starts[i + 1]
-            if ov > 0:
-                w[-ov:] = torch.minimum(w[-ov:], torch.linspace(1, 0, ov + 2, device=video.device)[1:-1])
+            w[-ov:] = torch.minimum(w[-ov:], ramp(ov).flip(0))
         if out is None:
             out = torch.zeros(piece.shape[:2] + (t,) + piece.shape[3:], dtype=torch.float32, device=video.device)
+            weight = torch.zeros(t, device=video.device)
         out[:, :, s : s + window_frames] += piece * w.view(1, 1, -1, 1, 1)
         weight[s : s + window_frames] += w
     return (out / weight.view(1, 1, -1, 1, 1)).to(video.dtype)
