@@ -34,6 +34,8 @@ def _check_frames(frames, name: str) -> np.ndarray:
     x = np.asarray(frames)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise InputError(f"{name} must have shape [T, H, W, 3] (RGB, 0..1), got {x.shape}.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"{name} must be float RGB in 0..1, got dtype {x.dtype}; divide 8-bit frames by 255.")
     return x
 
 

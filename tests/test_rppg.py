@@ -235,6 +235,10 @@ def test_pos_torch_gradients_flow():
     spectrum[..., 40:90].sum().backward()  # a band-power loss, as a training loss would use
     grad = rgb.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    # a constant clip (e.g. padding frames) must not give NaN gradients
+    flat = torch.full((1, 90, 3), 0.5, requires_grad=True)
+    pos_torch(flat, 30.0).pow(2).sum().backward()
+    assert torch.isfinite(flat.grad).all()
 
 
 def test_masked_mean_rgb_torch_layouts_match_extract_rgb():

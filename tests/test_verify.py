@@ -92,6 +92,8 @@ def test_verify_rejects_bad_input():
         verify(clip[..., 0], FPS)
     with pytest.raises(InputError, match="unknown rPPG method"):
         verify(clip, FPS, methods=["posx"])
+    with pytest.raises(InputError, match="divide 8-bit frames by 255"):
+        verify((clip * 255).astype(np.uint8), FPS)
 
 
 def test_plot_pulse_figure_image_and_atomic_save(tmp_path):
