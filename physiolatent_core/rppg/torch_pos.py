@@ -42,8 +42,8 @@ def pos_torch(rgb: torch.Tensor, fps: float, window_s: float = 1.6) -> torch.Ten
     proj = torch.as_tensor(POS_PROJECTION, dtype=rgb.dtype, device=rgb.device)
     s = torch.einsum("kc,bwcl->bwkl", proj, cn)  # [B, W, 2, win]
     s1, s2 = s[:, :, 0], s[:, :, 1]
-    # sqrt(var + EPS^2) instead of std: same value to ~1e-12 relative, but a finite gradient
-    # for a constant window (std's derivative at 0 is NaN, which would poison a training step).
+    # sqrt(var + EPS^2) instead of std: the same value to ~1e-12 relative, with a derivative
+    # that stays bounded (<= 1/(2 EPS)) for (near-)constant windows such as padding frames.
     std1 = (s1.var(dim=-1, correction=0, keepdim=True) + EPS**2).sqrt()
     std2 = (s2.var(dim=-1, correction=0, keepdim=True) + EPS**2).sqrt()
     alpha = std1 / (std2 + EPS)
