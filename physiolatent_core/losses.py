@@ -291,47 +291,21 @@ def beta_schedule(step: int, start: int, length: int, beta_max: float, shape: st
 
 
 def masked_mean_rgb(video: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mask-weighted mean colour per frame.
+    """Mask-weighted mean colour per frame of a model-layout video.
 
     Args: video ``[B, 3, T, H, W]`` in [-1, 1]; mask ``[B, T, H, W]`` / ``[B, 1, T, H, W]`` or None.
     Returns: ``[B, T, 3]`` in 0..1 (the range POS expects: it divides by the mean colour).
     """
-    rgb01 = (video + 1.0) * 0.5
-    if mask is None:
-        return rearrange(rgb01.mean(dim=(3, 4)), "b c t -> b t c")
-    m = mask if mask.ndim == 4 else mask[:, 0]
-    if m.shape[0] != video.shape[0] or m.shape[1:] != video.shape[2:]:
-        raise InputError(f"mask shape {tuple(mask.shape)} does not match video {tuple(video.shape)} ([B,T,H,W] wanted).")
-    m = m.to(rgb01.dtype)
-    num = torch.einsum("bcthw,bthw->btc", rgb01, m)
-    den = m.sum(dim=(2, 3)).clamp_min(_EPS)[..., None]
-    return num / den
+    from .rppg.torch_pos import masked_mean_rgb_torch  # noqa: PLC0415
+
+    return masked_mean_rgb_torch((video + 1.0) * 0.5, mask, layout="bcthw")
 
 
 def _pos(rgb: torch.Tensor, fps: float) -> torch.Tensor:
-    """Differentiable POS ``[B,T,3] -> [B,T]``: the rppg helper's, or our fallback if it is absent."""
-    try:
-        from .rppg.torch_pos import pos_torch  # noqa: PLC0415
-    except ImportError:
-        return _pos_fallback(rgb, fps)
+    """Differentiable POS ``[B,T,3] -> [B,T]`` (rppg.torch_pos, same maths as the evaluation's POS)."""
+    from .rppg.torch_pos import pos_torch  # noqa: PLC0415
+
     return pos_torch(rgb, fps)
-
-
-def _pos_fallback(rgb: torch.Tensor, fps: float) -> torch.Tensor:
-    """Minimal POS (Wang et al. 2017) with overlap-add over 1.6 s windows. ``[B,T,3] -> [B,T]``."""
-    b, t, _ = rgb.shape
-    win = max(2, min(t, int(round(1.6 * fps))))
-    proj = torch.tensor([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]], dtype=rgb.dtype, device=rgb.device)
-    out = rgb.new_zeros(b, t)
-    for start in range(0, t - win + 1):
-        seg = rgb[:, start : start + win]  # [B, W, 3]
-        cn = seg / (seg.mean(dim=1, keepdim=True) + _EPS)
-        s = torch.einsum("bwc,kc->bkw", cn, proj)  # [B, 2, W]
-        alpha = s[:, 0].std(dim=1, keepdim=True) / (s[:, 1].std(dim=1, keepdim=True) + _EPS)
-        h = s[:, 0] + alpha * s[:, 1]
-        h = h - h.mean(dim=1, keepdim=True)
-        out = out + F.pad(h, (start, t - start - win))
-    return out
 
 
 # --------------------------------------------------------------------------- total
