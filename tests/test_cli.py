@@ -213,3 +213,15 @@ def test_module_entry_point_exit_code(tmp_path):
     usage = subprocess.run([sys.executable, "-m", "physiolatent_core", "--help"], capture_output=True, text=True,
                            env=env, timeout=120)
     assert usage.returncode == 0 and all(c in usage.stdout for c in ("edit", "remove", "estimate", "demo"))
+
+
+def test_demo_refuses_existing_outputs_and_cleans_up_on_failure(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    expect_error(["demo", "--out", out], capsys, "--overwrite", out)
+    assert (out / "report.json").read_text() == "{}"
+    fresh = tmp_path / "fresh"
+    expect_error(["demo", "--out", fresh, "--size", "10x10", "--quiet"], capsys, "size", tmp_path)
+    assert not fresh.exists(), "the folder the failed run created is removed again"
+    expect_error(["demo", "--out", fresh, "--size", "big"], capsys, "--size", tmp_path)
