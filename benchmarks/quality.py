@@ -35,7 +35,7 @@ from physiolatent_core import editor, face, rppg, video  # noqa: E402
 from physiolatent_core.pulse import hr_curve, parse_hr_target  # noqa: E402
 from physiolatent_core.rppg.hr import estimate_hr, hr_over_time, snr_db  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
-from physiolatent_core.verify import psnr, ssim  # noqa: E402
+from physiolatent_core.verify import psnr_db, ssim  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = [55, 75, 100, 130, "70:120"]
@@ -129,7 +129,7 @@ def run(out_dir: Path, quick: bool):
                 saved = save_path(res.frames, fps, path)
                 after = read_hrs(saved, fps, {"skin": skin, "box": masks_in["box"]})
                 row = dict(clip=name, path=path, mode=mode, target=target, true_hr_bpm=true_hr,
-                           psnr_db=psnr(saved, reference), ssim=ssim(saved, reference))
+                           psnr_db=psnr_db(saved, reference), ssim=ssim(saved, reference)[0])
                 for roi, reads in after.items():
                     for method, (hr, pulse) in reads.items():
                         key = f"{roi}/{method}"

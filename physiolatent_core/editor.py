@@ -124,6 +124,7 @@ class PulseEditor:
         self.seed = seed
         self._colours: list[np.ndarray] = []  # per chunk [t, K, 3]
         self._weights: list[np.ndarray] = []  # per chunk [t, K]
+        self._reach: list[np.ndarray] = []  # per chunk [t, K]: mean of mask * apply weight
         self._boxes: list[np.ndarray] = []  # per chunk [t, 4] int
         self._plan: _Plan | None = None
 
@@ -135,6 +136,7 @@ class PulseEditor:
         gh, gw = self.grid
         colours = np.zeros((len(frames), gh * gw, 3), np.float64)
         weights = np.zeros((len(frames), gh * gw), np.float64)
+        reach = np.zeros((len(frames), gh * gw), np.float64)
         for i, (frame, mask, (x0, y0, x1, y1)) in enumerate(zip(frames, face_mask, boxes)):
             if x1 - x0 < gw or y1 - y0 < gh:
                 continue  # no face in this frame: weights stay 0
@@ -143,9 +145,11 @@ class PulseEditor:
             sum_fm = cv2.resize(fm, (gw, gh), interpolation=cv2.INTER_AREA)
             sum_m = cv2.resize(m, (gw, gh), interpolation=cv2.INTER_AREA)
             weights[i] = sum_m.reshape(-1)
+            reach[i] = cv2.resize(m * _apply_weight(m), (gw, gh), interpolation=cv2.INTER_AREA).reshape(-1)
             colours[i] = (sum_fm / np.maximum(sum_m, 1e-6)[..., None]).reshape(-1, 3)
         self._colours.append(colours)
         self._weights.append(weights)
+        self._reach.append(reach)
         self._boxes.append(boxes)
 
     # ---------------------------------------------------------------- plan
@@ -155,6 +159,9 @@ class PulseEditor:
             raise InputError("no frames were observed: the clip is empty.")
         colours = np.concatenate(self._colours)  # [T, K, 3]
         weights = np.concatenate(self._weights)  # [T, K]
+        # The correction reaches only sum(m * w) / sum(m) of what a cell's pooled colour
+        # measured (w: the apply weight, < 1 at soft mask edges); scale it back up.
+        reach = weights.sum(axis=0) / np.maximum(np.concatenate(self._reach).sum(axis=0), 1e-9)
         n_frames = len(colours)
         check_duration(n_frames, self.fps, min_duration_s=MIN_DURATION_S)
         if (weights.sum(axis=1) > 0).mean() < 0.5:
@@ -189,15 +196,18 @@ class PulseEditor:
             injected_hr = hr_curve(self.decoy, n_frames, self.fps)
             _check_decoy(injected_hr, own_hr_hz * 60.0)
         else:
-            injected = _chaff(n_frames, self.fps, phase, self.band_bpm, rng)
+            injected = _chaff(n_frames, self.fps, phase, self.band_bpm, rng)  # [T, 3]
             injected_hr = None
         # The colour direction is the physiological one that every model-based estimator
         # assumes (PBV's signature, CHROM's and POS's projections). Measuring it per clip was
         # tried and rejected: the mixture of skin and non-skin inside each cell skews it.
         # Blood volume up -> skin darker: negative sign on the colour change.
         colour = BLOOD_VOLUME_DIRECTION
-        inject = -self.amplitude * injected[:, None, None] * amp_map[None, :, None] * colour[None, None, :]
-        delta = np.clip(inject - own * valid[None, :, None], -_MAX_DELTA, _MAX_DELTA)
+        if injected.ndim == 1:
+            injected = injected[:, None] * colour[None, :]
+        inject = -self.amplitude * injected[:, None, :] * amp_map[None, :, None]
+        delta = (inject - own * valid[None, :, None]) * np.minimum(reach, 3.0)[None, :, None]
+        delta = np.clip(delta, -_MAX_DELTA, _MAX_DELTA)
 
         gh, gw = self.grid
         self._plan = _Plan(delta=delta.reshape(n_frames, gh, gw, 3).astype(np.float32), info={})
@@ -221,8 +231,13 @@ class PulseEditor:
         return info
 
     # ---------------------------------------------------------------- pass 2
-    def apply(self, frames: np.ndarray, face_mask: np.ndarray, start: int) -> np.ndarray:
-        """Edit one chunk (frames ``start .. start+t`` of the clip). Returns a new array."""
+    def apply(self, frames: np.ndarray, face_mask: np.ndarray, start: int, inplace: bool = False) -> np.ndarray:
+        """Edit one chunk (frames ``start .. start+t`` of the clip).
+
+        Returns a new array, or ``frames`` itself edited when ``inplace`` (float32 frames
+        only): streaming callers own their decoded chunks, and a fresh copy of every chunk
+        costs more than the edit.
+        """
         if self._plan is None:
             raise RuntimeError("call plan() after observing every chunk, before apply().")
         _check_frames_mask(frames, face_mask)
@@ -233,7 +248,9 @@ class PulseEditor:
                 f"apply() got frames {start}..{start + len(frames)} but only {len(np.concatenate(self._boxes))} "
                 "were observed: observe and apply the same clip."
             )
-        out = np.array(frames, dtype=np.float32, copy=True)
+        if inplace and frames.dtype != np.float32:
+            raise InputError("inplace editing needs float32 frames.")
+        out = frames if inplace else np.array(frames, dtype=np.float32, copy=True)
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             if x1 - x0 < self.grid[1] or y1 - y0 < self.grid[0]:
                 continue
@@ -242,7 +259,7 @@ class PulseEditor:
             gain += 1.0
             region = out[i, y0:y1, x0:x1]
             np.multiply(region, gain, out=region)
-        np.clip(out, 0.0, 1.0, out=out)
+            np.clip(region, 0.0, 1.0, out=region)
         return out
 
     @property
@@ -433,18 +450,26 @@ def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bp
 
 
 def _chaff(n_frames: int, fps: float, own_phase: np.ndarray, band_bpm, rng) -> np.ndarray:
-    """Pulse-band noise with notches at the own HR and its 2nd harmonic, unit RMS.
+    """Pulse-band noise with notches at the own HR and its harmonics: [T, 3] colour change
+    per unit amplitude.
 
-    Estimators then find random, wandering peaks instead of the true HR, and the SNR at
-    the true HR drops because the band around it gets no power.
+    Estimators then find random, wandering peaks instead of the true HR, and the SNR at the
+    true HR drops because the band around it gets no power. Most of the chaff follows the
+    blood-volume direction (where a pulse would be); a weaker, independent part fills the
+    two colour directions orthogonal to it, because PCA and ICA pick the most periodic of
+    three colour components, and any residual of the own pulse there must not stand out.
     """
     low, high = band_bpm[0] / 60.0, min(band_bpm[1] / 60.0, 0.45 * fps)
     sos = signal.butter(3, [low, high], btype="bandpass", fs=fps, output="sos")
-    noise = _sosfiltfilt(sos, rng.standard_normal(n_frames), fps)
-    for harmonic in (1, 2):
+    noise = _sosfiltfilt(sos, rng.standard_normal((n_frames, 3)), fps)
+    for harmonic in (1, 2, 3):
         near = _demodulate(noise, harmonic * own_phase, fps, cutoff_hz=10.0 / 60.0)
-        noise = noise - np.real(near * np.exp(1j * harmonic * own_phase))
-    return noise / max(np.std(noise), 1e-12)
+        noise = noise - np.real(near * np.exp(1j * harmonic * own_phase)[:, None])
+    noise /= np.maximum(noise.std(axis=0), 1e-12)
+    # Orthonormal colour basis: the pulse direction first.
+    basis, _ = np.linalg.qr(np.stack([BLOOD_VOLUME_DIRECTION, [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1))
+    scale = np.linalg.norm(BLOOD_VOLUME_DIRECTION) * np.array([1.0, 0.5, 0.5])
+    return (noise * scale) @ basis.T
 
 
 def _check_decoy(decoy_hr_bpm: np.ndarray, own_hr_bpm: np.ndarray) -> None:
