@@ -13,7 +13,8 @@ A real still face photo (``skimage.data.astronaut()``, public domain, NASA) is a
 3. **Motion.** The whole frame moves by a sub-pixel-to-few-pixel translation, a tiny
    rotation and scale (slow sway plus a smooth random walk below 0.3 Hz), with
    ``cv2.warpAffine``; the skin mask and face box move with it.
-4. **Sensor.** Gaussian noise per pixel and frame, then rounding to k/255.
+4. **Sensor.** Gaussian noise per pixel and frame (drawn from a small bank at random
+   offsets, for speed: see ``_noise_bank``), then rounding to k/255.
 
 Everything random derives from ``seed``. The skin mask returned is the ground truth: the
 pixels the pulse was written to.
@@ -150,6 +151,80 @@ def _check(name: str, value, low: float, high: float = np.inf) -> float:
     return float(value)
 
 
+def _scene(size: tuple[int, int]):
+    """The photo cropped around the face and resized to ``size`` = (H, W).
+
+    Returns:
+        base ``[H, W, 3]`` float32 (exposure applied), skin mask ``[H, W]`` float32,
+        amplitude map ``[H, W]`` float32, and the face-ellipse box corners ``[4, 2]``
+        (x, y) in output pixels.
+    """
+    out_h, out_w = size
+    photo_rgb, skin_full, amp_full = _astronaut()
+    x0, y0, crop_w, crop_h = _crop_box(size, photo_rgb.shape[:2])
+    sx, sy = out_w / crop_w, out_h / crop_h
+    to_frame = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
+    interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_CUBIC
+
+    def to_output(img):
+        return cv2.warpAffine(img, to_frame, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REFLECT101)
+
+    base = np.clip(to_output(photo_rgb), 0, 1) * _EXPOSURE
+    skin = np.clip(to_output(skin_full), 0, 1)
+    amp_map = np.clip(to_output(amp_full), 0, None)
+    (cx, cy), (ax, ay) = _ASTRONAUT_FACE["centre"], _ASTRONAUT_FACE["axes"]
+    corners = np.array([[cx - ax, cy - ay], [cx + ax, cy - ay], [cx - ax, cy + ay], [cx + ax, cy + ay]])
+    return base, skin, amp_map, corners @ to_frame[:, :2].T + to_frame[:, 2]
+
+
+def _head_motion(rng: np.random.Generator, n_frames: int, fps: float, motion_px: float):
+    """Slow sway plus a smooth random walk, all below 0.3 Hz (outside the HR band).
+
+    Returns shift ``[T, 2]`` pixels (x, y), rotation ``[T]`` degrees, zoom ``[T]`` (1 = none);
+    rotation and zoom scale with ``motion_px`` (0.5 degree and 0.4 % at 2 px).
+    """
+    t_s = np.arange(n_frames) / fps
+    cutoff = min(0.3, 0.4 * fps)
+
+    def wander():
+        sway = np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t_s + rng.uniform(0, 2 * np.pi))
+        return 0.5 * sway + 0.5 * _smooth_noise(rng, n_frames, fps, cutoff)
+
+    shift = motion_px * np.stack([wander(), wander()], axis=1)
+    angle_deg = 0.25 * motion_px * wander()
+    zoom = 1.0 + 0.002 * motion_px * wander()
+    return shift, angle_deg, zoom
+
+
+def _illumination(rng: np.random.Generator, n_frames: int, fps: float, drift: float) -> np.ndarray:
+    """Per-frame RGB gain ``[T, 3]`` float32: global brightness and a colour-temperature
+    drift (red up while blue down, a quarter as strong), both below 0.05 Hz."""
+    cutoff = min(0.05, 0.4 * fps)
+    brightness = 1.0 + drift * _smooth_noise(rng, n_frames, fps, cutoff)
+    warmth = 0.25 * drift * _smooth_noise(rng, n_frames, fps, cutoff)
+    return (brightness[:, None] * np.stack([1 + warmth, np.ones(n_frames), 1 - warmth], axis=1)).astype(np.float32)
+
+
+def _noise_bank(rng: np.random.Generator, n_frames: int, size: tuple[int, int], std: float, margin: int = 16):
+    """Sensor noise source: a bank of Gaussian noise frames and per-frame picks.
+
+    Drawing fresh Gaussians for every pixel of every frame (69 M for 10 s at 320x240)
+    would dominate the render time, so a bank of up to 8 noise frames (plus ``margin``
+    pixels) is drawn once and every frame takes a random entry at a random offset:
+    per-pixel statistics stay Gaussian and consecutive frames' noise is independent in
+    practice (a repeat needs the same entry and offset: 1 in 2,300).
+
+    Returns:
+        bank ``[K, H + margin, W + margin, 3]`` float32 (already scaled by ``std``) and
+        picks ``[T, 3]`` int (entry, dy, dx).
+    """
+    height, width = size
+    bank = rng.standard_normal((min(8, n_frames), height + margin, width + margin, 3), dtype=np.float32)
+    bank *= np.float32(std)
+    picks = np.stack([rng.integers(0, len(bank), n_frames), *rng.integers(0, margin + 1, (2, n_frames))], axis=1)
+    return bank, picks
+
+
 def synth_subject(
     duration_s: float = 10.0,
     fps: float = 30.0,
@@ -218,60 +293,13 @@ def synth_subject(
     )
     ppg = pulse.wave.astype(np.float32)
 
-    # Crop + resize the photo, its skin mask and amplitude map to the output geometry.
-    photo_rgb, skin_full, amp_full = _astronaut()
-    x0, y0, crop_w, crop_h = _crop_box((out_h, out_w), photo_rgb.shape[:2])
-    sx, sy = out_w / crop_w, out_h / crop_h
-    to_frame = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
-    interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_CUBIC
-
-    def to_output(img):
-        return cv2.warpAffine(img, to_frame, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REFLECT101)
-
-    base = np.clip(to_output(photo_rgb), 0, 1) * _EXPOSURE
-    skin = np.clip(to_output(skin_full), 0, 1)
-    amp_map = np.clip(to_output(amp_full), 0, None)
+    base, skin, amp_map, corners = _scene((out_h, out_w))
+    centre = corners.mean(axis=0)
     # Per-pixel, per-channel pulse gain: pixel *= 1 - ppg(t) * gain.
     pulse_gain = (pulse_amplitude * amp_map[..., None] * BLOOD_DIRECTION_RGB).astype(np.float32)
-
-    # Face box (ellipse bounds) in output pixels, before motion.
-    (cx, cy), (ax, ay) = _ASTRONAUT_FACE["centre"], _ASTRONAUT_FACE["axes"]
-    corners = np.array([[cx - ax, cy - ay], [cx + ax, cy - ay], [cx - ax, cy + ay], [cx + ax, cy + ay]])
-    corners = corners @ to_frame[:, :2].T + to_frame[:, 2]
-    centre = corners.mean(axis=0)
-
-    # Head motion: slow sway plus a smooth random walk (below 0.3 Hz, outside the HR band).
-    rng = np.random.default_rng(motion_seed)
-    t_s = np.arange(n_frames) / fps
-    cutoff = min(0.3, 0.4 * fps)
-
-    def wander():
-        sway = np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t_s + rng.uniform(0, 2 * np.pi))
-        return 0.5 * sway + 0.5 * _smooth_noise(rng, n_frames, fps, cutoff)
-
-    shift_x, shift_y = motion_px * wander(), motion_px * wander()
-    angle_deg = 0.25 * motion_px * wander()
-    zoom = 1.0 + 0.002 * motion_px * wander()
-
-    # Illumination: global gain and colour temperature, below 0.1 Hz.
-    rng = np.random.default_rng(light_seed)
-    light_cutoff = min(0.05, 0.4 * fps)
-    brightness = 1.0 + illumination_drift * _smooth_noise(rng, n_frames, fps, light_cutoff)
-    warmth = 0.25 * illumination_drift * _smooth_noise(rng, n_frames, fps, light_cutoff)
-    light = brightness[:, None] * np.stack([1 + warmth, np.ones(n_frames), 1 - warmth], axis=1)
-    light = light.astype(np.float32)  # [T, 3]
-
-    # Sensor noise: drawing 69 M Gaussians for a 10 s clip dominates the render time, so
-    # draw a bank of a few noise frames (with a margin) once and give every frame a
-    # random bank entry at a random offset: per-pixel statistics stay Gaussian and
-    # neighbouring frames' noise is independent in practice.
-    noise_rng = np.random.default_rng(noise_seed)
-    margin = 16
-    bank = noise_rng.standard_normal((min(8, n_frames), out_h + margin, out_w + margin, 3), dtype=np.float32)
-    bank *= np.float32(noise_std)
-    picks = np.stack(
-        [noise_rng.integers(0, len(bank), n_frames), *noise_rng.integers(0, margin + 1, (2, n_frames))], axis=1
-    )
+    shift, angle_deg, zoom = _head_motion(np.random.default_rng(motion_seed), n_frames, fps, motion_px)
+    light = _illumination(np.random.default_rng(light_seed), n_frames, fps, illumination_drift)
+    bank, picks = _noise_bank(np.random.default_rng(noise_seed), n_frames, (out_h, out_w), noise_std)
 
     frames = np.empty((n_frames, out_h, out_w, 3), np.float32)
     masks = np.empty((n_frames, out_h, out_w), np.float32)
@@ -284,7 +312,7 @@ def synth_subject(
         lit *= base
         lit *= light[t]
         motion = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg[t]), float(zoom[t]))
-        motion[:, 2] += (shift_x[t], shift_y[t])
+        motion[:, 2] += shift[t]
         if motion_px > 0:
             cv2.warpAffine(lit, motion, (out_w, out_h), dst=frames[t], flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REFLECT101)
@@ -292,7 +320,7 @@ def synth_subject(
         else:
             frames[t], masks[t] = lit, skin
         if noise_std > 0:
-            k, dy, dx = picks[t]
+            k, dy, dx = picks[t]  # a random bank entry at a random offset
             frames[t] += bank[k, dy : dy + out_h, dx : dx + out_w]
         np.clip(frames[t], 0.0, 1.0, out=frames[t])
         if quantize:  # round to k/255 like an 8-bit camera

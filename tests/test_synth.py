@@ -162,3 +162,15 @@ def test_project_estimators_read_the_true_hr():
     for name in ("green", "chrom", "pos"):
         pulse = rppg.ESTIMATORS[name](rgb, clip.fps)
         assert abs(rppg.estimate_hr(pulse, clip.fps) - 84) < 3.0, name
+
+
+def test_sensor_noise_is_gaussian_and_fresh_every_frame():
+    still = dict(duration_s=1.0, motion_px=0.0, illumination_drift=0.0, pulse_amplitude=0.0, quantize=False, **SMALL)
+    clean = synth_subject(noise_std=0.0, **still).frames
+    noise = synth_subject(noise_std=0.01, **still).frames - clean
+    inside = (clean > 0.05) & (clean < 0.95)  # away from clipping
+    assert noise[inside].std() == pytest.approx(0.01, rel=0.05)
+    assert abs(noise[inside].mean()) < 5e-4
+    flat = noise.reshape(len(noise), -1)
+    neighbours = [abs(np.corrcoef(flat[t], flat[t + 1])[0, 1]) for t in range(len(flat) - 1)]
+    assert max(neighbours) < 0.1, "consecutive frames must not share their noise"
