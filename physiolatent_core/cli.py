@@ -233,29 +233,15 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     from .pulse import hr_curve, parse_hr_target
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
-    from .verify import plot_pulse, psnr_db, save_figure, ssim, verify
-    from .video import encode_decode, probe_video
+    from .verify import plot_pulse, save_figure, verify
+    from .video import probe_video
 
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    timings = _Stopwatch()
+    lap = timings.lap
 
     # ---- validate everything cheap before any heavy work
     input_path = Path(args.input).expanduser()
-    kind = _out_kind(args.output)
-    out_path = outputs.check(Path(args.output).expanduser(), "output", input_path)
-    report_path = outputs.check(Path(args.report or _stem_path(out_path, ".report.json")).expanduser(), "report")
-    figure_path = None
-    if not args.no_figure:
-        figure_path = outputs.check(Path(args.figure or _stem_path(out_path, ".png")).expanduser(), "figure")
-    paths = [p.resolve() for p in (out_path, report_path, figure_path) if p is not None]
-    if len(set(paths)) < len(paths):
-        raise InputError("the output, report and figure paths must differ.")
+    kind, out_path, report_path, figure_path = _output_paths(args, outputs, input_path)
     if not 0 <= args.crf <= 51:
         raise InputError(f"--crf must be 0..51 (0 lossless, 18 visually lossless, 23 x264 default), got {args.crf}.")
     methods = _methods(args.methods)
@@ -304,18 +290,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     trajectory = None
     if aim is not None and aim.kind != "constant":
         trajectory = _trajectory_check(saved, fps, mask, aim_curve, band)
-    codec_reference = None
-    if kind == "h264":
-        # The original through the same writer (dither + libx264 at this crf): the PSNR
-        # between it and the saved edit is the edit's cost, without the codec's own loss.
-        encoded = encode_decode(frames, fps, codec="h264", crf=args.crf, quantize="dither", seed=args.seed)
-        codec_reference = {
-            "description": f"input encoded with the same settings (H.264 crf {args.crf}, dithered)",
-            "psnr_db": psnr_db(saved, encoded),
-            "ssim": ssim(saved, encoded)[0],
-            "codec_only_psnr_db": psnr_db(encoded, frames),
-        }
-        del encoded
+    codec_reference = _codec_reference(frames, saved, fps, args.crf, args.seed) if kind == "h264" else None
     lap("verify")
 
     if figure_path is not None:
@@ -344,14 +319,58 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         "verify": checked,
         "trajectory": trajectory,
         "codec_reference": codec_reference,
-        "timings_s": timings,
+        "timings_s": timings.as_dict(),
     })
-    report["timings_s"]["total"] = round(sum(timings.values()), 3)
     _write_json(report_path, report)
     outputs.done(report_path)
     if not args.quiet:
         _print_summary(report)
     return report
+
+
+class _Stopwatch:
+    """Seconds per pipeline stage: ``lap(name)`` closes the stage that ran since the last lap."""
+
+    def __init__(self):
+        self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self._laps[name] = round(now - self._last, 3)
+        self._last = now
+
+    def as_dict(self) -> dict[str, float]:
+        return {**self._laps, "total": round(sum(self._laps.values()), 3)}
+
+
+def _output_paths(args, outputs: _Outputs, input_path: Path):
+    """(kind, video, report, figure or None) for edit/remove, checked before any work."""
+    kind = _out_kind(args.output)
+    out_path = outputs.check(Path(args.output).expanduser(), "output", input_path)
+    report_path = outputs.check(Path(args.report or _stem_path(out_path, ".report.json")).expanduser(), "report")
+    figure_path = None
+    if not args.no_figure:
+        figure_path = outputs.check(Path(args.figure or _stem_path(out_path, ".png")).expanduser(), "figure")
+    paths = [p.resolve() for p in (out_path, report_path, figure_path) if p is not None]
+    if len(set(paths)) < len(paths):
+        raise InputError("the output, report and figure paths must differ.")
+    return kind, out_path, report_path, figure_path
+
+
+def _codec_reference(frames, saved, fps: float, crf: int, seed: int) -> dict:
+    """Fidelity of a lossy save against the input through the same writer (dither +
+    libx264 at this crf): the edit's cost without the codec's own loss."""
+    from .verify import psnr_db, ssim
+    from .video import encode_decode
+
+    encoded = encode_decode(frames, fps, codec="h264", crf=crf, quantize="dither", seed=seed)
+    return {
+        "description": f"input encoded with the same settings (H.264 crf {crf}, dithered)",
+        "psnr_db": psnr_db(saved, encoded),
+        "ssim": ssim(saved, encoded)[0],
+        "codec_only_psnr_db": psnr_db(encoded, frames),
+    }
 
 
 def _trajectory_check(saved, fps, mask, aim_curve, band) -> dict:
