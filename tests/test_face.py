@@ -84,6 +84,25 @@ def test_track_follows_the_face_smoothly(clip):
     assert 85 < width.mean() < 115 and width.std() < 3
 
 
+def test_fast_motion_is_followed_by_searching_between_keyframes():
+    img = _astronaut()
+    frames = np.stack([img[0:240, 160 - 5 * t : 480 - 5 * t] for t in range(31)])  # 5 px/frame
+    tracker = face.FaceTracker(FPS)
+    tracker.update(frames)
+    track = tracker.finish()
+    # Keyframes 8 frames apart overlap too little (IoU < 0.5): frames between get searched.
+    assert tracker.detect_calls > 10
+    cx = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
+    assert np.abs(cx - cx[0] - 5 * np.arange(31)).max() < 1.0
+
+
+def test_uint8_frames_give_the_same_mask(clip):
+    frames, _, mask = clip
+    frames_u8 = np.round(frames * 255).astype(np.uint8)
+    mask_u8, _ = face.face_mask(frames_u8, FPS)
+    assert np.abs(mask_u8 - mask).mean() < 0.01
+
+
 def test_detection_runs_on_keyframes_only(clip):
     frames, _, _ = clip
     tracker = face.FaceTracker(FPS)
