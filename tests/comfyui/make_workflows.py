@@ -71,24 +71,24 @@ NOTE_SAVE = ("**Saving.** The edit is a sub-1 % colour change. *Save Video (puls
 
 def synthetic_edit_verify(info) -> dict:
     w = Workflow(info)
-    w.note((0, -320), "# Synthetic subject -> edit -> verify\n\nNeeds **no files**: a face with a known "
+    w.note((0, -380), "# Synthetic subject -> edit -> verify\n\nNeeds **no files**: a face with a known "
            "72 bpm pulse is rendered, its pulse is replaced by **100 bpm** (training-free), and *Estimate "
            "Heart Rate* reads it before and after.\n\nChange *target_hr_bpm* in *Pulse Edit* and queue again; "
-           "the 'After' report should read your target.\n\n" + NOTE_SAVE, size=(520, 300))
-    syn = w.add("PhysioLatentSyntheticSubject", (0, 0), duration_s=10.0, fps=30.0, hr_bpm=72.0, width=320,
+           "the 'After' report should read your target.\n\n" + NOTE_SAVE, size=(520, 320))
+    syn = w.add("PhysioLatentSyntheticSubject", (0, 40), duration_s=10.0, fps=30.0, hr_bpm=72.0, width=320,
                 height=240, seed=0)
-    _verify_tail(w, COL, -40, (syn, "images"), (syn, "fps"), title="Before")
-    edit = w.add("PhysioLatentPulseEdit", (COL, 560), target_hr_bpm=100.0)
+    _verify_tail(w, COL, 40, (syn, "images"), (syn, "fps"), title="Before")
+    edit = w.add("PhysioLatentPulseEdit", (COL, 420), target_hr_bpm=100.0)
     w.link(syn, "images", edit, "images")
     w.link(syn, "fps", edit, "fps")
     w.link(syn, "skin_mask", edit, "mask")
-    info_node = w.add("PreviewAny", (COL, 900), title="Edit info")
+    info_node = w.add("PreviewAny", (COL, 760), title="Edit info")
     w.link(edit, "info", info_node, "source")
-    _verify_tail(w, 2 * COL, 560, (edit, "images"), (syn, "fps"), reference=(syn, "images"), target=100.0)
-    safe = w.add("PhysioLatentSaveVideo", (4 * COL, 0), filename_prefix="PhysioLatent/synthetic_100bpm")
+    _verify_tail(w, 3 * COL, 420, (edit, "images"), (syn, "fps"), reference=(syn, "images"), target=100.0)
+    safe = w.add("PhysioLatentSaveVideo", (3 * COL, 40), filename_prefix="PhysioLatent/synthetic_100bpm")
     w.link(edit, "images", safe, "images")
     w.link(syn, "fps", safe, "fps")
-    _save_core(w, 4 * COL, 420, (edit, "images"), (syn, "fps"), "PhysioLatent/synthetic_100bpm_core")
+    _save_core(w, 5 * COL, 40, (edit, "images"), (syn, "fps"), "PhysioLatent/synthetic_100bpm_core")
     return w.to_json()
 
 
