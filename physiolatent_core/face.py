@@ -10,16 +10,19 @@ Policy (what the tracker does, and why)
   most (IoU) is kept, so a bigger face walking in does not steal the track. Only when
   the tracked face has been lost for longer than ``lost_s`` (1 s) does the tracker
   take the largest face again.
-* **When to detect.** A face detector costs ~30 ms on a 320x240 frame, far beyond the
-  budget (the whole editor must run >= 100 fps at 640x480). So detection runs on
-  *keyframes* every ``detect_every`` frames (~0.25 s), and near the last box only
-  (a region of interest, downscaled so the face is ~80 px, with min/max face sizes
-  around the last one); the whole frame is searched only when that fails. When a
-  keyframe is unreliable (the face jumped, appeared, or was not associated) the
-  frames since the previous keyframe are searched too, so fast motion is followed.
+* **When to detect.** A whole-frame Haar search costs 30-100 ms at 320x240, far beyond
+  the budget (the whole editor must run >= 100 fps at 640x480). So detection runs on
+  *keyframes* every ``detect_every`` frames (~0.25 s) and on the clip's last frame,
+  near the last box only (a region of interest, downscaled so the face is ~80 px,
+  with min/max face sizes around the last one: ~5 ms); the whole frame is searched
+  only when that fails. When a keyframe is unreliable (the face jumped, appeared, or
+  was not associated) the frames since the previous keyframe are searched too, so
+  fast motion is followed.
 * **Lost frames.** Frames without a detection get a box linearly interpolated between
-  the neighbouring detections (held at the ends of the clip); ``found`` is False where
-  the gap is longer than two keyframe intervals.
+  the neighbouring detections (held at the ends of the clip). ``found`` is True within
+  one keyframe interval of a detection and between detections at most two intervals
+  apart, False inside longer gaps. The mask is still drawn at the held box there; the
+  skin-colour model keeps it off a background that has no skin colour.
 * **Never found.** ``FaceNotFoundError`` with advice.
 * **Precision and smoothing.** Haar boxes jitter by 2-3 px and ~5 % in size; a
   jittering mask modulates the pooled skin colour and injects a false pulse. Each
@@ -308,7 +311,8 @@ class FaceTrack:
     """The tracked face of a clip.
 
     boxes: [T,4] float64 (x0, y0, x1, y1) pixels, smoothed over time.
-    found: [T] bool, True where a detection is at most two keyframe intervals away.
+    found: [T] bool, False inside gaps of more than two keyframe intervals without a
+        detection (see the module docstring).
     fps: frame rate the track was made at.
     frame_size: (H, W) of the frames.
     skin_model: per-clip skin colour model (None: geometry-only mask).
@@ -343,6 +347,16 @@ class FaceTracker:
     Only boxes and a few colour samples per keyframe are kept, plus copies of the last
     ``detect_every - 1`` frames (to search them when a keyframe is unreliable). The
     result does not depend on how the clip is cut into chunks.
+
+    Args:
+        fps: frame rate of the clip.
+        detect_every: frames between keyframe detections (default round(0.25 * fps)).
+        smooth_s: Savitzky-Golay window for the boxes, seconds (0: no smoothing).
+        lost_s: after this long without the tracked face, take the largest face again.
+        min_face_px: smallest face searched, in frame pixels.
+        detect_size: long side of the downscaled frame for whole-frame searches.
+        cascade: 'alt2' or 'default' (OpenCV Haar frontal-face cascades).
+        min_neighbors: Haar ``minNeighbors`` (higher: fewer false faces, more misses).
     """
 
     def __init__(
@@ -364,7 +378,10 @@ class FaceTracker:
         self.detect_every = max(1, round(0.25 * fps)) if detect_every is None else int(detect_every)
         if self.detect_every < 1:
             raise InputError(f"detect_every must be >= 1; got {detect_every}.")
+        if not smooth_s >= 0:
+            raise InputError(f"smooth_s must be >= 0 seconds; got {smooth_s}.")
         self.smooth_s = float(smooth_s)
+        _cascade(cascade)  # fail now on a bad name, not at the first keyframe
         self.lost_frames = max(1, round(lost_s * fps))
         self.min_face_px = float(min_face_px)
         self.detect_size = int(detect_size)
