@@ -547,7 +547,8 @@ class FaceTracker:
         )
         raw = np.stack([np.interp(t_all, det_t, cxcywh[:, k]) for k in range(4)], axis=1)
         smooth = _smooth(raw, round(self.smooth_s * self.fps))
-        # found: a detection no more than two keyframe intervals away on each side.
+        # found: within one keyframe interval of a detection, or between two detections
+        # at most two intervals apart.
         gap = 2 * self.detect_every
         nxt = np.searchsorted(det_t, t_all)  # first detection >= t
         after = np.where(nxt < len(det_t), det_t[np.minimum(nxt, len(det_t) - 1)] - t_all, 10**9)
