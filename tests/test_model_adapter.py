@@ -83,6 +83,30 @@ def test_training_steps_reach_every_adapter_parameter_and_nothing_else(vae):
     assert set(changed) == set(adapter_before)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(vae):
+    torch.manual_seed(2)
+    model = PhysioLatent(vae, PhysioLatentAdapter(adapter_config_tiny(), vae))
+    with torch.no_grad():  # make FiLM and the fusion output non-trivial
+        for p in model.adapter.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = _clip(1)
+
+    def grads():
+        model.adapter.zero_grad(set_to_none=True)
+        model(x, torch.tensor([80.0])).square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.adapter.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    vae.model.enable_gradient_checkpointing()
+    try:
+        checkpointed = grads()
+    finally:
+        vae.model.disable_gradient_checkpointing()
+    assert plain.keys() == checkpointed.keys() and any(k.startswith("film.generators") for k in plain)
+    for k in plain:
+        assert torch.allclose(plain[k], checkpointed[k], rtol=1e-4, atol=1e-7), k
+
+
 def test_adapter_round_trip_is_bit_exact(vae, tmp_path):
     torch.manual_seed(1)
     adapter = PhysioLatentAdapter(adapter_config_tiny(), vae)

@@ -10,9 +10,11 @@ with `gamma_k, beta_k = Linear_k(SiLU(c))`, zero-initialised (gamma = 0 i.e. sca
 beta = 0 at start). `decoder.conv_out` (10,371 parameters in CogVideoX-2B) is replaced
 by a trainable copy; everything else in the VAE stays frozen and shared.
 
-Mechanism: forward hooks on the diffusers blocks (their outputs are
-`(hidden_states, conv_cache)` tuples) and a temporary swap of `decoder.conv_out`,
-both active only inside `FiLMDecoder.decode`, so the plain `VAE.decode` is unaffected.
+Mechanism: inside `FiLMDecoder.decode` only, the decoder's mid block and up blocks
+are temporarily replaced by wrappers that apply FiLM to their outputs (diffusers
+blocks return `(hidden_states, conv_cache)`), and `decoder.conv_out` by the trainable
+copy; the plain `VAE.decode` is unaffected. Wrappers, not hooks, so that diffusers'
+gradient checkpointing (which re-runs blocks during backward) stays correct.
 diffusers decodes latents a few frames at a time; FiLM is constant over time, so this
 chunking does not change what FiLM does.
 
@@ -59,32 +61,45 @@ class FiLMDecoder(nn.Module):
 
     @contextmanager
     def _conditioned(self, c: torch.Tensor):
-        """Install FiLM hooks and the trainable conv_out on the shared decoder, then restore."""
+        """Wrap the shared decoder's blocks with FiLM and install the trainable conv_out; restore after.
+
+        Wrapping (rather than forward hooks that are removed on exit) matters for
+        gradient checkpointing: diffusers' checkpoint keeps a reference to the called
+        module and re-runs it during backward, after this context has exited, so the
+        FiLM parameters must live in that module object.
+        """
         dec = self.vae.decoder
-        modules = [dec.mid_block] + list(dec.up_blocks)
         params = [g(c) for g in self.generators]  # each [B, 2*C_k], float32
-
-        def make_hook(p):
-            def hook(_module, _inputs, output):
-                hidden, cache = output
-                gamma, beta = p.to(hidden.dtype)[:, :, None, None, None].chunk(2, dim=1)
-                return hidden * (1 + gamma) + beta, cache
-            return hook
-
-        handles = [m.register_forward_hook(make_hook(p)) for m, p in zip(modules, params)]
-        original = dec.conv_out
+        original_mid, original_ups, original_out = dec.mid_block, list(dec.up_blocks), dec.conv_out
+        dec.mid_block = _FiLMBlock(original_mid, params[0])
+        for i, (blk, p) in enumerate(zip(original_ups, params[1:])):
+            dec.up_blocks[i] = _FiLMBlock(blk, p)
         dec.conv_out = _DtypeBridge(self.conv_out)
         try:
             yield
         finally:
-            dec.conv_out = original
-            for h in handles:
-                h.remove()
+            dec.mid_block, dec.conv_out = original_mid, original_out
+            for i, blk in enumerate(original_ups):
+                dec.up_blocks[i] = blk
 
     def decode(self, z: torch.Tensor, c: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
         """z [B,C,T',h,w] (scaled latent), c [B,cond_dim] -> video [B,3,T,H,W] (float32 from conv_out)."""
         with self._conditioned(c):
             return self.vae.decode(z, num_frames=num_frames)
+
+
+class _FiLMBlock(nn.Module):
+    """A diffusers decoder block followed by FiLM: h * (1 + gamma) + beta, per channel."""
+
+    def __init__(self, block: nn.Module, film: torch.Tensor):
+        super().__init__()
+        self.block = block
+        self.film = film  # [B, 2*C] (a tensor attribute, not a parameter: it is computed from c)
+
+    def forward(self, *args, **kwargs):
+        hidden, cache = self.block(*args, **kwargs)  # diffusers blocks return (hidden_states, conv_cache)
+        gamma, beta = self.film.to(hidden.dtype)[:, :, None, None, None].chunk(2, dim=1)
+        return hidden * (1 + gamma) + beta, cache
 
 
 class _DtypeBridge(nn.Module):

@@ -9,7 +9,7 @@ Public API
 cogvideox_vae_config() -> dict          the CogVideoX-2B VAE (215.6 M parameters)
 tiny_vae_config() -> dict               same structure, few channels (tests, CPU fixture)
 build_vae(config=None, dtype=torch.float32, device="cpu", seed=0) -> VAE   random weights
-load_vae(path, dtype=torch.float32, device="cpu") -> VAE
+load_vae(path, dtype=torch.float32, device="cpu", scaling_factor=None) -> VAE
     `path`: one .safetensors file (diffusers keys, or the original SAT/CogVideo keys,
     optionally prefixed `vae.` / `first_stage_model.`), or a diffusers folder
     (config.json + diffusion_pytorch_model.safetensors). The config is inferred from
@@ -379,17 +379,20 @@ def _build_from_config(cfg: dict, meta: bool):
 def build_vae(config: dict | None = None, dtype: torch.dtype = torch.float32, device="cpu", seed: int = 0) -> VAE:
     """A VAE with random weights (tests, benchmarks, or the start of make_tiny_vae)."""
     torch.manual_seed(seed)
-    model = _build_from_config(config or cogvideox_vae_config(), meta=False)
+    with torch.device(device):  # initialise directly on the target device (fast for the full model on a GPU)
+        model = _build_from_config(config or cogvideox_vae_config(), meta=False)
     return VAE(nn.Module.to(model, device=device, dtype=dtype))  # nn.Module.to: skip diffusers' upcast warning
 
 
-def load_vae(path, dtype: torch.dtype = torch.float32, device="cpu") -> VAE:
+def load_vae(path, dtype: torch.dtype = torch.float32, device="cpu", scaling_factor: float | None = None) -> VAE:
     """Load the CogVideoX VAE from a .safetensors file or a diffusers folder.
 
     Raises ModelFileError for: a missing path, a truncated/corrupt file, a Stable
     Diffusion (2D) VAE, a file that is not a VAE, missing or unexpected keys, or shapes
     that do not match. Weights are created on the meta device and assigned directly, so
-    loading costs one read of the file.
+    loading costs one read of the file. `scaling_factor` overrides the latent scale (a
+    bare SAT file does not store it; the default is CogVideoX-2B's 1.15258426, the 5B
+    and 1.5 VAEs use 0.7).
     """
     path = Path(path)
     if not path.exists():
@@ -419,6 +422,8 @@ def load_vae(path, dtype: torch.dtype = torch.float32, device="cpu") -> VAE:
     if config_base is None and "config" in metadata:
         config_base = json.loads(metadata["config"])
     cfg = _infer_config(sd, config_base)
+    if scaling_factor is not None:
+        cfg["scaling_factor"] = float(scaling_factor)
     model = _build_from_config(cfg, meta=True)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(sd))
