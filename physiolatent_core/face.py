@@ -946,10 +946,11 @@ def composite(original: np.ndarray, edited: np.ndarray, mask: np.ndarray, feathe
     if not np.all(np.isfinite(mask)):
         raise InputError("mask contains NaN or infinite values; rebuild it.")
     mask = np.clip(mask, 0.0, 1.0)
-    if feather_px and feather_px > 0:
-        mask = np.stack([cv2.GaussianBlur(np.ascontiguousarray(m), (0, 0), float(feather_px)) for m in mask])
-    elif feather_px < 0:
-        raise InputError(f"feather_px must be >= 0; got {feather_px}.")
+    feather_px = float(feather_px or 0.0)
+    if not feather_px >= 0:
+        raise InputError(f"feather_px must be >= 0 (pixels); got {feather_px}.")
+    if feather_px > 0:
+        mask = np.stack([cv2.GaussianBlur(np.ascontiguousarray(m), (0, 0), feather_px) for m in mask])
     m = mask[..., None]
     return (m * edited + (1.0 - m) * original).astype(np.float32)
 

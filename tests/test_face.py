@@ -300,6 +300,8 @@ def test_composite_rejects_mismatched_inputs():
         face.composite(a, a[:2], np.zeros((3, 20, 30), np.float32))
     with pytest.raises(InputError, match="NaN"):
         face.composite(a, a, np.full((3, 20, 30), np.nan, np.float32))
+    with pytest.raises(InputError, match="feather_px"):
+        face.composite(a, a, np.zeros((3, 20, 30), np.float32), feather_px=-1)
 
 
 # ----------------------------------------------------------------------------- real videos
