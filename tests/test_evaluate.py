@@ -1,0 +1,85 @@
+"""evaluate.py: tables from known edits (identity, an oracle that paints the target pulse, a pulse remover)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from physiolatent_core.data import WindowDataset
+from physiolatent_core.data.records import Clip
+from physiolatent_core.evaluate import evaluate_windows, format_tables, summarize, write_report
+
+FPS = 20.0
+T = 121  # 6 s
+
+
+def pulse_clip(hr_bpm, seed, amp=0.01):
+    """Flat skin patch with a sinusoidal pulse along the blood-volume direction + a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) / FPS
+    wave = np.sin(2 * np.pi * hr_bpm / 60 * t)
+    base = np.array([0.6, 0.45, 0.35], np.float32)
+    direction = np.array([0.33, 0.77, 0.53], np.float32)
+    rgb = base * (1 - amp * direction * wave[:, None])  # [T,3]
+    frames = np.broadcast_to(rgb[:, None, None, :], (T, 16, 16, 3)).copy()
+    frames += rng.normal(0, 0.002, frames.shape)
+    return Clip(subject_id=f"s{seed}", fps=FPS, num_frames=T, hr_bpm=hr_bpm, _frames=frames.astype(np.float32))
+
+
+def paint(video, target_hr_bpm, amp):
+    """Replace the clip's pulse by a sinusoid at the target (amp 0: remove it): video [1,3,T,H,W] in [-1,1]."""
+    rgb01 = (video + 1) / 2
+    mean = rgb01.mean(dim=(2, 3, 4), keepdim=True)  # steady colour
+    t = torch.arange(video.shape[2]) / FPS
+    wave = torch.sin(2 * math.pi * target_hr_bpm / 60 * t)[None, None, :, None, None]
+    direction = torch.tensor([0.33, 0.77, 0.53])[None, :, None, None, None]
+    return (mean * (1 - amp * direction * wave)).expand_as(video) * 2 - 1
+
+
+def oracle_edit(video, mask, target_hr_bpm, remove):
+    return paint(video, target_hr_bpm, 0.0 if remove else 0.01)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return WindowDataset([pulse_clip(66.0, 1), pulse_clip(72.0, 2)], num_frames=T, size=16, crop="none")
+
+
+def test_identity_edit_leaves_input_error(windows):
+    res = evaluate_windows(lambda v, m, hr, rm: v, windows, targets_bpm=(60, 120), methods=["pos", "chrom", "green"])
+    s = summarize(res)
+    t2 = {r["target_hr_bpm"]: r for r in s["table2"]}
+    # nothing changes: output error equals input error, input HR ~ 66/72 bpm
+    assert t2[120.0]["output_mae"][0] == pytest.approx(t2[120.0]["input_mae"][0])
+    assert t2[120.0]["input_mae"][0] == pytest.approx(120 - 69, abs=1.5)
+    assert t2[60.0]["input_mape"][0] == pytest.approx(100 * 9 / 60, abs=3)
+    assert t2[60.0]["psnr"][0] == 100.0 and t2[60.0]["ssim"][0] == pytest.approx(1.0)
+    assert [r["method"] for r in s["table4"]] == ["pos", "chrom", "green"]
+
+
+def test_oracle_edit_hits_targets_and_removal_lowers_snr(windows, tmp_path):
+    res = evaluate_windows(oracle_edit, windows, targets_bpm=(60, 90, 120), methods=["pos", "chrom"], psd_examples=1)
+    s = summarize(res)
+    for row in s["table2"]:
+        assert row["output_mae"][0] < 1.5, row
+        assert row["input_mae"][0] > 5
+        assert 25 < row["psnr"][0] < 80
+    for row in s["table4"]:
+        assert row["output_mae"][0] < 1.5
+    rem = s["removal"]
+    assert rem["n"] == 2 and rem["snr_in_db"][0] > 5 and rem["delta_snr_db"][0] < -5
+    md = format_tables(s)
+    assert "Table 2" in md and "Table 4" in md and "Removal" in md and "| 90 |" in md
+    write_report(res, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["summary"]["table2"][0]["target_hr_bpm"] == 60.0 and len(data["edit"]) == 6
+    assert (tmp_path / "tables.md").exists() and (tmp_path / "psd_0.png").stat().st_size > 1000
+
+
+def test_unknown_estimator_is_an_input_error(windows):
+    from physiolatent_core.errors import InputError
+
+    with pytest.raises(InputError, match="unknown rPPG estimators"):
+        evaluate_windows(oracle_edit, windows, methods=["physnet"])
