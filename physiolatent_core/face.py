@@ -227,22 +227,19 @@ class SkinModel:
     def fit(cls, samples: np.ndarray) -> SkinModel:
         """Fit to [N,3] YCrCb samples from the face centre (robust to stray pixels)."""
         samples = np.asarray(samples, dtype=np.float64)
-        mean = np.median(samples, axis=0)
-        # Floors: a flat synthetic face has ~zero spread. Brightness (Y) varies with
-        # shading across the face far more than chroma, so it is allowed 2x the spread.
-        floor = np.array([0.03, 0.01, 0.01])
-        keep = np.ones(len(samples), bool)
+        # Floors: a flat synthetic face has ~zero spread.
+        floor = np.diag(np.array([0.03, 0.01, 0.01]) ** 2)
+        mean, cov = np.median(samples, axis=0), np.cov(samples.T) + floor
         for _ in range(3):  # trim outliers (hair, glasses, shadow) and refit
-            mean = samples[keep].mean(axis=0)
-            cov = np.cov(samples[keep].T) + np.diag(floor**2)
-            inv = np.linalg.inv(cov)
-            d = _mahalanobis(samples, mean, inv)
+            d = _mahalanobis(samples, mean, np.linalg.inv(cov))
             keep = d < 3.0
             if keep.sum() < 10:
-                keep = d <= np.quantile(d, 0.5)
-        cov = np.cov(samples[keep].T) + np.diag(floor**2)
+                keep = d <= np.median(d)
+            mean, cov = samples[keep].mean(axis=0), np.cov(samples[keep].T) + floor
+        # Brightness (Y) varies with shading across the face far more than chroma:
+        # allow it twice the spread seen on the cheeks.
         cov[0, :] *= 2.0
-        cov[:, 0] *= 2.0  # Y std doubled
+        cov[:, 0] *= 2.0
         inv = np.linalg.inv(cov)
         d = _mahalanobis(samples, mean, inv)
         threshold = float(max(3.0, 1.25 * np.quantile(d, 0.9)))
@@ -251,7 +248,8 @@ class SkinModel:
     def probability(self, ycrcb: np.ndarray) -> np.ndarray:
         """[...,3] YCrCb -> [...] skin probability 0..1."""
         d = _mahalanobis(ycrcb, self.mean, self.inv_cov)
-        return (1.0 / (1.0 + np.exp((d - self.threshold) / self.softness))).astype(np.float32)
+        z = np.clip((d - self.threshold) / self.softness, -50.0, 50.0)  # no overflow far from skin
+        return (1.0 / (1.0 + np.exp(z))).astype(np.float32)
 
 
 def _mahalanobis(x: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
