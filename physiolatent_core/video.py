@@ -273,10 +273,21 @@ def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None =
 
 
 def read_video(path, max_frames: int | None = None, fps: float | None = None) -> tuple[np.ndarray, float]:
-    """Whole clip in memory: (frames float32 [T, H, W, 3], fps). See ``probe_video`` for ``fps``."""
+    """Whole clip in memory: (frames float32 [T, H, W, 3], fps). See ``probe_video`` for ``fps``.
+
+    Filled into one array sized from the probe, so peak memory is the clip, not twice it.
+    """
     info = probe_video(path, fps=fps)
-    chunks = list(iter_frames(path, chunk_frames=256, stop=max_frames))
-    return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)), info.fps
+    n = info.num_frames if max_frames is None else min(max_frames, info.num_frames)
+    frames = np.empty((n, info.height, info.width, 3), np.float32)
+    filled, extra = 0, []  # extra: frames beyond the probe's count (a damaged index)
+    for chunk in iter_frames(path, chunk_frames=64, stop=max_frames):
+        take = min(len(chunk), n - filled)
+        frames[filled:filled + take] = chunk[:take]
+        filled += take
+        if take < len(chunk):
+            extra.append(chunk[take:])
+    return (np.concatenate([frames[:filled], *extra]) if extra else frames[:filled]), info.fps
 
 
 # ------------------------------------------------------------------------ quantisation
@@ -423,6 +434,7 @@ class VideoWriter:
             self._stream = self._container.add_stream("ffv1", rate=rate)
             self._stream.pix_fmt = "bgr0"  # 8-bit RGB (FFV1 has no 8-bit gbrp): a lossless byte shuffle
             self._stream.width, self._stream.height = width, height
+            self._stream.options = {"level": "3", "slices": "4"}  # slices: threaded encode and decode
             self._states = [DitherState(self.seed)]
             return
         self._stream = self._container.add_stream("libx264", rate=rate)
