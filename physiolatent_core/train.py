@@ -103,6 +103,8 @@ class TrainConfig:
     # bookkeeping
     out_dir: str = "runs/physiolatent"
     save_every: int = 500
+    val_every: int = 0  # steps between validation passes (0 = never); results in val.csv
+    val_windows: int = 8  # at most this many validation windows per pass
     keep_checkpoints: int = 3
     resume: bool = True
     plots: bool = True
@@ -336,6 +338,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         if self.model is None:
             self.model, _ = build_model(cfg, self.device)
+        self.model.to(self.device)
         if self.train_set is None:
             self.train_set, self.val_set = build_datasets(cfg)
         lpips_fn = make_lpips(cfg.lpips_net, self.device) if cfg.lpips_weight > 0 else None
@@ -399,6 +402,23 @@ class Trainer:
         self.history.append(row)
         return row
 
+    def validate(self) -> dict:
+        """Mean loss parts over the first ``cfg.val_windows`` validation windows, targets cycling
+        through ``target_choices_bpm`` (deterministic, so passes are comparable)."""
+        n = min(len(self.val_set), self.cfg.val_windows)
+        sums: dict[str, float] = {}
+        self.model.adapter.eval()
+        for i in range(n):
+            batch = collate([self.val_set[i]])
+            video, mask = batch["video"].to(self.device), batch["mask"].to(self.device)
+            target = torch.tensor([self.cfg.target_choices_bpm[i % len(self.cfg.target_choices_bpm)]])
+            with torch.no_grad():
+                out = self.edit(video, mask, target)
+                _, parts = self.loss(out, video, mask, target.to(self.device), batch["fps"], self.step)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v / n
+        return {"step": self.step, **sums}
+
     def _log(self, row: dict) -> None:
         path = self.run_dir / "log.csv"
         new = not path.exists()
@@ -441,6 +461,14 @@ class Trainer:
             self._log(row)
             bar.update(1)
             bar.set_postfix(total=f"{row['total']:.3f}", wave=f"{row['wave']:.3f}", freq=f"{row['freq']:.3f}")
+            if cfg.val_every > 0 and self.val_set is not None and self.step % cfg.val_every == 0:
+                val = self.validate()
+                path = self.run_dir / "val.csv"
+                with open(path, "a", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(val))
+                    if f.tell() == 0:
+                        w.writeheader()
+                    w.writerow(val)
             if cfg.save_every > 0 and self.step % cfg.save_every == 0:
                 save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.rng, cfg.keep_checkpoints)
         bar.close()

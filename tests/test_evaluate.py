@@ -83,3 +83,38 @@ def test_unknown_estimator_is_an_input_error(windows):
 
     with pytest.raises(InputError, match="unknown rPPG estimators"):
         evaluate_windows(oracle_edit, windows, methods=["physnet"])
+
+
+def test_main_evaluate_end_to_end_with_tiny_files(tmp_path):
+    """CLI path: VAE + adapter files, a folder dataset, tables written (tiny random VAE, 17 frames 16x16)."""
+    import argparse
+
+    import av
+
+    from physiolatent_core.evaluate import add_evaluate_arguments, main_evaluate
+    from physiolatent_core.model import PhysioLatentAdapter, adapter_config_tiny, build_vae, save_adapter, save_vae
+    from physiolatent_core.model import tiny_vae_config
+
+    vae = build_vae(tiny_vae_config(), seed=0)
+    save_vae(vae, tmp_path / "vae.safetensors")
+    save_adapter(tmp_path / "adapter.safetensors", PhysioLatentAdapter(adapter_config_tiny(), vae), vae)
+    data = tmp_path / "videos"
+    data.mkdir()
+    clip = pulse_clip(66.0, 3)
+    with av.open(str(data / "s1.mkv"), "w") as c:
+        s = c.add_stream("ffv1", rate=20)
+        s.width = s.height = 16
+        s.pix_fmt = "bgr0"
+        for f in (clip.frames(0, 17) * 255).round().astype(np.uint8):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    args = add_evaluate_arguments(argparse.ArgumentParser()).parse_args(
+        ["--vae", str(tmp_path / "vae.safetensors"), "--adapter", str(tmp_path / "adapter.safetensors"),
+         "--data", str(data), "--split", "all", "--targets", "90", "--methods", "pos", "--num-frames", "17",
+         "--size", "16", "--crop", "none", "--psd-examples", "1", "--device", "cpu", "--out", str(tmp_path / "eval")]
+    )
+    assert main_evaluate(args) == 0
+    summary = json.loads((tmp_path / "eval" / "results.json").read_text())["summary"]
+    assert summary["table2"][0]["n"] == 1 and summary["removal"]["n"] == 1
+    assert np.isfinite(summary["table2"][0]["psnr"][0])
+    assert (tmp_path / "eval" / "psd_0.png").exists()

@@ -80,10 +80,13 @@ def test_adapter_learns_target_hr_on_standin_vae(tmp_path):
     trainer = Trainer(cfg, model=model, train_set=train_set, val_set=held_out)
     before_train = [pos_hr(trainer, train_set[i], target) for i in range(2)]
     before_held = pos_hr(trainer, held_out[0], target)
+    val_before = trainer.validate()
     assert all(abs(h - target) > 20 for h in before_train + [before_held])  # the identity adapter keeps ~60 bpm
     rows = [trainer.train_step() for _ in range(60)]
     after_train = [pos_hr(trainer, train_set[i], target) for i in range(2)]
     after_held = pos_hr(trainer, held_out[0], target)
+    val_after = trainer.validate()
+    assert val_after["wave"] < 0.5 * val_before["wave"] and val_after["step"] == 60
     print("train HR", before_train, "->", after_train, "held-out", before_held, "->", after_held)
     assert np.mean([r["wave"] for r in rows[-10:]]) < 0.5 * np.mean([r["wave"] for r in rows[:5]])
     assert all(abs(h - target) < 5 for h in after_train)  # overfit: the training clips read the target
