@@ -273,6 +273,13 @@ def test_network_nodes_refuse_wrong_files_and_latents(tiny_models):
         run("PhysioLatentLoadAdapter", adapter_name="vae_here.safetensors", vae=vae)
     (adapter,) = run("PhysioLatentLoadAdapter", adapter_name="tiny_adapter.safetensors", vae=vae)
     (cond,) = run("PhysioLatentHRPrompt", target_hr_bpm=90.0, template="Heart rate {bpm} bpm")
+    # a core VAE object (ComfyUI's wrapper keeps the network in first_stage_model)
+    from types import SimpleNamespace
+
+    (wrapped,) = run("PhysioLatentLoadVAE", vae_name="", dtype="float32", vae=SimpleNamespace(first_stage_model=vae.model))
+    assert wrapped.model is vae.model and wrapped.latent_channels == 16
+    with pytest.raises(ModelFileError, match="not the CogVideoX"):
+        run("PhysioLatentLoadVAE", vae_name="", dtype="float32", vae=SimpleNamespace(first_stage_model=torch.nn.Conv2d(3, 4, 1)))
     with pytest.raises(InputError, match="video latent"):
         run("PhysioLatentFusion", latent={"samples": torch.zeros(1, 4, 8, 8)}, condition=cond, adapter=adapter)
     with pytest.raises(InputError, match="multiples of 8"):

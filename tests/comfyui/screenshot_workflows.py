@@ -45,6 +45,27 @@ CHECK_JS = """async (wf) => {
 }"""
 
 
+def _skip_first_run_dialog(url: str) -> None:
+    """Mark the tutorial as done in this server's user settings, so the template browser
+    does not open over the first workflow."""
+    import urllib.request
+
+    req = urllib.request.Request(url.rstrip("/") + "/settings/Comfy.TutorialCompleted", data=b"true",
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=30).close()
+
+
+def _shrink_png(path: Path, max_bytes: int = 300_000) -> None:
+    """Palette PNG (the UI has few colours): keeps docs/images small."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=128)
+    small.save(path, optimize=True)
+    if path.stat().st_size > max_bytes:
+        raise SystemExit(f"{path} is {path.stat().st_size} bytes, over {max_bytes}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8188")
@@ -60,6 +81,7 @@ def main() -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = False
+    _skip_first_run_dialog(args.url)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 2240, "height": 1260})
@@ -74,6 +96,7 @@ def main() -> int:
             page.wait_for_timeout(500)
             shot = out_dir / f"workflow_{path.stem}.png"
             page.screenshot(path=str(shot), type="png")
+            _shrink_png(shot)
             bad = result["missing"] or result["widgetMismatch"] or result["dialogs"]
             failed |= bool(bad)
             print(f"{path.stem}: {'PROBLEMS ' + json.dumps(result) if bad else 'ok'} -> {shot}")
