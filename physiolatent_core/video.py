@@ -32,7 +32,7 @@ Writing (by the output's extension)
     pixels hold their level until the wanted value moves 0.75 away, and the error
     diffusion over time runs on 8x8 tile means (``_TileDither``); chroma uses the
     per-pixel diffusion with residuals starting equal within 4x4 tiles. Measured through
-    crf 18 (0.3-level sine, still image): flat grey keeps ~85 %, a textured face ~55 %
+    crf 18 (0.3-level sine, still image): flat grey keeps ~85 %, a textured face ~50 %
     (per-pixel dither: ~0 % and ~20 %; rounding: 0 %).
 """
 
