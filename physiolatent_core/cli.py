@@ -19,6 +19,7 @@ are removed, so a failure leaves nothing behind. The whole clip is held in memor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,8 @@ import numpy as np
 from .errors import InputError, PhysioLatentError, VideoError
 
 MIN_DURATION_S = 4.0
+CHUNK_FRAMES = 32  # frames decoded at once: bounds memory (32 1080p frames = 0.8 GB float32)
+CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
 DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
 
@@ -63,12 +66,12 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                             "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(network: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m physiolatent_core",
         description="Edit, remove or verify the heart-rate (rPPG) signal in a face video.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,estimate,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,estimate,demo,train,evaluate}")
 
     p = sub.add_parser("edit", help="set the pulse to a target heart rate")
     p.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm) or folder of PNG/JPG frames")
@@ -92,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=12.0, help="clip length in seconds (default 12)")
     p.add_argument("--size", default="360x480", help="frame size HEIGHTxWIDTH (default %(default)s)")
     _add_common(p, output=False, files=False)
+
+    # The paper's network (torch, diffusers) is imported only when its commands are asked
+    # for, so the training-free commands start fast.
+    p_train = sub.add_parser("train", help="train the PhysioLatent adapter (needs a CogVideoX VAE file)")
+    p_eval = sub.add_parser("evaluate", help="the paper's tables for a trained adapter")
+    if network:
+        from .evaluate import add_evaluate_arguments
+        from .train import add_train_arguments
+
+        add_train_arguments(p_train)
+        add_evaluate_arguments(p_eval)
     return parser
 
 
@@ -226,15 +240,39 @@ def _fmt_hr(value) -> str:
 # --------------------------------------------------------------------------- commands
 
 
+def _chunks(path: Path, info, args, desc: str):
+    """Decoded chunks of a clip with a progress bar (``CHUNK_FRAMES`` frames each)."""
+    from .video import iter_frames
+
+    return _progress(iter_frames(path, chunk_frames=CHUNK_FRAMES), args.quiet, desc=desc, unit="chunk",
+                     total=math.ceil(max(info.num_frames, 1) / CHUNK_FRAMES))
+
+
+def _track(path: Path, info, args):
+    """Pass 1 over a clip: the face track (boxes only; nothing else is kept)."""
+    from .face import FaceTracker
+
+    tracker = FaceTracker(info.fps)
+    for chunk in _chunks(path, info, args, "face tracking"):
+        tracker.update(chunk)
+    return tracker.finish()
+
+
 def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None) -> dict:
-    """Shared pipeline of ``edit``, ``remove`` and ``demo``. Returns the report."""
-    from .editor import edit_pulse, remove_pulse
-    from .face import face_mask
+    """Shared pipeline of ``edit``, ``remove`` and ``demo``. Returns the report.
+
+    Streams the clip in chunks, so memory stays bounded whatever its length:
+    pass 1 tracks the face; pass 2 renders the skin mask, feeds the editor and keeps the
+    input's colour traces; the editor plans; pass 3 edits and writes; pass 4 decodes the
+    saved file beside the input for the colour traces and PSNR/SSIM of the file as saved.
+    """
+    from .editor import PulseEditor
+    from .face import SkinMasker
     from .pulse import hr_curve, parse_hr_target
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
-    from .verify import plot_pulse, save_figure, verify
-    from .video import probe_video
+    from .verify import FidelityMeter, plot_pulse, save_figure, verify_traces
+    from .video import VideoWriter, iter_frames, probe_video
 
     timings = _Stopwatch()
     lap = timings.lap
@@ -250,56 +288,84 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     robust_to = args.robust_to or ("h264" if kind == "h264" else "lossless")
 
     info = probe_video(input_path, fps=args.fps)
-    check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
+    fps = info.fps
+    check_duration(info.num_frames, fps, min_duration_s=MIN_DURATION_S)
+    editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to, seed=args.seed)
     lap("probe")
 
-    # ---- read, mask, edit
-    frames, info = _read(input_path, args.fps, args.quiet)
-    fps = info.fps
-    check_duration(len(frames), fps, min_duration_s=MIN_DURATION_S)
-    lap("read")
-    mask, track = face_mask(frames, fps)
-    lap("face_mask")
+    # ---- pass 1: face track; pass 2: mask, observe, input traces
+    track = _track(input_path, info, args)
+    lap("face_track")
+    masker, rgb_before, n_frames = SkinMasker(track), [], 0
+    for chunk in _chunks(input_path, info, args, "analysing"):
+        mask = masker(chunk)
+        editor.observe(chunk, mask)
+        rgb_before.append(extract_rgb(chunk, mask))
+        n_frames += len(chunk)
+    rgb_before = np.concatenate(rgb_before)
+    check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
+    editor.plan()
+    lap("analyse")
 
-    if target is not None:
-        result = edit_pulse(frames, fps, target, face_mask=mask, robust_to=robust_to, seed=args.seed)
-    else:
-        result = remove_pulse(frames, fps, face_mask=mask, decoy_hr_bpm=decoy, robust_to=robust_to, seed=args.seed)
-    lap("edit")
-
-    # ---- write, then verify what was written (the file as saved, after the codec)
-    written_video = _write(str(out_path) + ("/" if kind == "png" else ""), result.frames, fps, args.crf,
-                           args.overwrite, input_path, args.seed, args.quiet)
+    # ---- pass 3: edit and write (atomic: the file appears only when complete)
+    target_path = str(out_path) + ("/" if kind == "png" else "")
+    masker, start = SkinMasker(track), 0
+    with VideoWriter(target_path, fps, crf=args.crf, overwrite=args.overwrite, seed=args.seed,
+                     input_path=input_path) as writer:
+        for chunk in _chunks(input_path, info, args, "editing"):
+            writer.write(editor.apply(chunk, masker(chunk), start, inplace=True))
+            start += len(chunk)
+    written_video = str(writer.path)
     outputs.done(written_video)
-    editor_info = result.info
-    del result  # the edited frames are in the file now; free them
-    lap("write")
-    saved, _ = _read(Path(written_video), fps, args.quiet, "reading back")
-    saved = saved[:, : frames.shape[1], : frames.shape[2]]  # H.264 pads odd sizes by one row/column
-    if len(saved) != len(frames):
-        raise VideoError(f"{written_video} decodes to {len(saved)} frames, {len(frames)} were written.")
-    lap("read_back")
+    lap("edit_write")
 
-    n_frames = len(frames)
+    # ---- pass 4: the file as saved, beside the input
+    masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
+    codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
+    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)))
+    saved_chunks = iter_frames(Path(written_video), chunk_frames=CHUNK_FRAMES)
+    seen = 0
+    for original in _chunks(input_path, info, args, "verifying"):
+        # Both files are decoded in chunks of CHUNK_FRAMES, so the chunks line up.
+        saved = next(saved_chunks, None)
+        if saved is None or len(saved) != len(original):
+            raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
+        saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
+        rgb_after.append(extract_rgb(saved, masker(original)))
+        meter.update(saved, original)
+        if kind == "h264" and seen < head_frames:
+            keep = head_frames - seen
+            codec_head.append((original[:keep].copy(), saved[:keep].copy()))
+        seen += len(original)
+    rgb_after = np.concatenate(rgb_after)
+    if next(saved_chunks, None) is not None:
+        raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
+
     aim = target if target is not None else decoy  # the HR the saved file should read, if any
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
     band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), true_hr_bpm)
-    checked = verify(saved, fps, mask=mask, methods=methods, reference_frames=frames,
-                     target_hr_bpm=aim_constant, true_hr_bpm=None, band_bpm=band)
+    checked = verify_traces(rgb_after, fps, methods=methods, rgb_before=rgb_before, target_hr_bpm=aim_constant,
+                            band_bpm=band)
+    checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
     trajectory = None
     if aim is not None and aim.kind != "constant":
-        trajectory = _trajectory_check(saved, fps, mask, aim_curve, band)
-    codec_reference = _codec_reference(frames, saved, fps, args.crf, args.seed) if kind == "h264" else None
+        trajectory = _trajectory_check(rgb_after, fps, aim_curve, band)
+    codec_reference = None
+    if codec_head:
+        head_in = np.concatenate([a for a, _ in codec_head])
+        head_saved = np.concatenate([b for _, b in codec_head])
+        codec_reference = _codec_reference(head_in, head_saved, fps, args.crf, args.seed)
+        del head_in, head_saved, codec_head
     lap("verify")
 
+    editor_info = editor.info
     if figure_path is not None:
         title = (f"{args.command}: target {aim}" if aim is not None else "remove") + " (file as saved)"
-        # Colour traces [T, 3] instead of frames: pooling the clips again would double the cost.
-        fig = plot_pulse(extract_rgb(saved, mask), fps, before=extract_rgb(frames, mask), target_hr_bpm=aim_constant,
-                         band_bpm=band, title=title)
+        fig = plot_pulse(rgb_after, fps, before=rgb_before, target_hr_bpm=aim_constant, band_bpm=band, title=title)
         outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
         lap("figure")
+    info = dataclasses.replace(info, num_frames=n_frames)
 
     report = _jsonable({
         "command": args.command,
@@ -313,8 +379,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
             "seed": args.seed, "methods": methods, "band_bpm": list(band), "fps": fps,
         },
         "true_hr_bpm": true_hr_bpm,
-        "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found)),
-                 "mask_mean": float(mask.mean())},
+        "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found))},
         "editor": editor_info,
         "verify": checked,
         "trajectory": trajectory,
@@ -360,27 +425,30 @@ def _output_paths(args, outputs: _Outputs, input_path: Path):
 
 def _codec_reference(frames, saved, fps: float, crf: int, seed: int) -> dict:
     """Fidelity of a lossy save against the input through the same writer (dither +
-    libx264 at this crf): the edit's cost without the codec's own loss."""
+    libx264 at this crf): the edit's cost without the codec's own loss. Measured on the
+    first ``CODEC_REFERENCE_S`` seconds, so long clips need no second full encode."""
     from .verify import psnr_db, ssim
     from .video import encode_decode
 
     encoded = encode_decode(frames, fps, codec="h264", crf=crf, quantize="dither", seed=seed)
     return {
-        "description": f"input encoded with the same settings (H.264 crf {crf}, dithered)",
+        "description": f"first {len(frames)} frames of the input encoded with the same settings "
+                       f"(H.264 crf {crf}, dithered)",
         "psnr_db": psnr_db(saved, encoded),
         "ssim": ssim(saved, encoded)[0],
         "codec_only_psnr_db": psnr_db(encoded, frames),
     }
 
 
-def _trajectory_check(saved, fps, mask, aim_curve, band) -> dict:
-    """For an HR trajectory: POS HR over sliding windows against the target curve."""
-    from .rppg import ESTIMATORS, extract_rgb, hr_over_time
+def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
+    """For an HR trajectory: POS HR over sliding windows of the colour trace ``rgb [T,3]``
+    against the target curve."""
+    from .rppg import ESTIMATORS, hr_over_time
 
-    duration = len(saved) / fps
+    duration = len(rgb) / fps
     window_s = min(8.0, duration / 2)
-    pulse = ESTIMATORS["pos"](extract_rgb(saved, mask), fps)
-    times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0)
+    pulse = ESTIMATORS["pos"](rgb, fps)
+    times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0, band_bpm=band)
     times, hrs = np.asarray(times, float), np.asarray(hrs, float)
     want = np.interp(times * fps, np.arange(len(aim_curve)), aim_curve)
     ok = np.isfinite(hrs)
@@ -442,10 +510,10 @@ def _print_summary(report: dict) -> None:
 
 
 def _estimate(args, outputs: _Outputs) -> dict:
-    from .face import face_mask
+    from .face import SkinMasker
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
-    from .verify import plot_pulse, save_figure, verify
+    from .verify import plot_pulse, save_figure, verify_traces
     from .video import probe_video
 
     input_path = Path(args.input).expanduser()
@@ -457,16 +525,21 @@ def _estimate(args, outputs: _Outputs) -> dict:
     t0 = time.perf_counter()
     info = probe_video(input_path, fps=args.fps)
     check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
-    frames, info = _read(input_path, args.fps, args.quiet)
-    mask, track = face_mask(frames, info.fps)
-    checked = verify(frames, info.fps, mask=mask, methods=methods)
+    # Two streamed passes (face track, then mask + colour trace): bounded memory.
+    track = _track(input_path, info, args)
+    masker, rgb = SkinMasker(track), []
+    for chunk in _chunks(input_path, info, args, "reading colour"):
+        rgb.append(extract_rgb(chunk, masker(chunk)))
+    rgb = np.concatenate(rgb)
+    info = dataclasses.replace(info, num_frames=len(rgb))
+    checked = verify_traces(rgb, info.fps, methods=methods)
     if figure_path is not None:
-        fig = plot_pulse(extract_rgb(frames, mask), info.fps, title=f"{input_path.name}: POS pulse")
+        fig = plot_pulse(rgb, info.fps, title=f"{input_path.name}: POS pulse")
         outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
     report = _jsonable({
         "command": "estimate", "input": asdict(info),
         "settings": {"methods": methods, "fps": info.fps},
-        "face": {"frames": len(frames), "frames_detected": int(np.sum(track.found))},
+        "face": {"frames": len(rgb), "frames_detected": int(np.sum(track.found))},
         "verify": checked, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
         "outputs": {"report": None if report_path is None else str(report_path),
                     "figure": None if figure_path is None else str(figure_path)},
@@ -521,7 +594,8 @@ def _demo(args, outputs: _Outputs) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser(network=bool(argv) and argv[0] in ("train", "evaluate"))
     args = parser.parse_args(argv)
     outputs = _Outputs(getattr(args, "overwrite", False))
     try:
@@ -529,6 +603,14 @@ def main(argv=None) -> int:
             _edit_or_remove(args, outputs)
         elif args.command == "estimate":
             _estimate(args, outputs)
+        elif args.command == "train":
+            from .train import main_train
+
+            return main_train(args)
+        elif args.command == "evaluate":
+            from .evaluate import main_evaluate
+
+            return main_evaluate(args)
         else:
             _demo(args, outputs)
     except PhysioLatentError as exc:

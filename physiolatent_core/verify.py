@@ -79,6 +79,45 @@ def ssim(frames, reference, max_frames: int = 6) -> tuple[float, int]:
     return float(np.mean(values)), int(len(idx))
 
 
+class FidelityMeter:
+    """PSNR and SSIM of a long clip against its reference, fed chunk by chunk.
+
+    >>> meter = FidelityMeter(n_frames)
+    >>> for edited, reference in chunks: meter.update(edited, reference)
+    >>> meter.psnr_db, meter.ssim
+
+    Same definitions as :func:`psnr_db` and :func:`ssim` (SSIM on ``max_frames`` evenly
+    spaced frames), without holding either clip in memory.
+    """
+
+    def __init__(self, n_frames: int, max_frames: int = 6):
+        self.ssim_at = set(np.unique(np.linspace(0, n_frames - 1, min(n_frames, max_frames)).round().astype(int)).tolist())
+        self._sq_error = 0.0
+        self._values = 0
+        self._ssims: list[float] = []
+        self._t = 0
+
+    def update(self, frames: np.ndarray, reference: np.ndarray) -> None:
+        import cv2  # noqa: PLC0415
+
+        for a, b in zip(frames, reference):
+            a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+            self._sq_error += cv2.norm(a, b, cv2.NORM_L2SQR)
+            self._values += a.size
+            if self._t in self.ssim_at:
+                self._ssims.append(ssim(a[None], b[None], max_frames=1)[0])
+            self._t += 1
+
+    @property
+    def psnr_db(self) -> float:
+        mse = self._sq_error / max(self._values, 1)
+        return PSNR_CAP_DB if mse <= 0 else float(min(PSNR_CAP_DB, 10.0 * math.log10(1.0 / mse)))
+
+    @property
+    def ssim(self) -> float | None:
+        return float(np.mean(self._ssims)) if self._ssims else None
+
+
 def _median_finite(values) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.median(finite)) if finite else None
@@ -141,19 +180,49 @@ def verify(
         ``hr_mae_bpm`` (mean over methods).
         An HR that cannot be read (flat pulse, e.g. a grey video) is None.
     """
+    x = _check_frames(frames, "frames")
+    ref = None
+    if reference_frames is not None:
+        ref = _check_frames(reference_frames, "reference_frames")
+        if ref.shape != x.shape:
+            raise InputError(
+                f"reference_frames {ref.shape} and frames {x.shape} differ in shape; pass the unedited "
+                "clip with the same size and number of frames."
+            )
+    report = verify_traces(
+        extract_rgb(x, mask), fps, methods=methods, rgb_before=None if ref is None else extract_rgb(ref, mask),
+        target_hr_bpm=target_hr_bpm, true_hr_bpm=true_hr_bpm, band_bpm=band_bpm, min_duration_s=min_duration_s,
+    )
+    if ref is not None:
+        report["psnr_db"] = psnr_db(x, ref)
+        report["ssim"], report["ssim_frames"] = ssim(x, ref, max_frames=ssim_frames)
+    return _clean(report)
+
+
+def verify_traces(
+    rgb_after,
+    fps,
+    methods=None,
+    rgb_before=None,
+    target_hr_bpm=None,
+    true_hr_bpm=None,
+    band_bpm=DEFAULT_BAND_BPM,
+    min_duration_s: float = 4.0,
+) -> dict:
+    """:func:`verify` on colour traces ``[T, 3]`` (``rppg.extract_rgb``) instead of frames,
+    for callers that stream long clips. Same keys, without ``psnr_db`` / ``ssim``."""
     fps = check_fps(fps)
     names = resolve_methods(methods)
-    x = _check_frames(frames, "frames")
-    duration = check_duration(len(x), fps, min_duration_s=min_duration_s)
+    rgb_after = to_rgb_trace(rgb_after)
+    duration = check_duration(len(rgb_after), fps, min_duration_s=min_duration_s)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
 
-    rgb_after = extract_rgb(x, mask)
     pulses_after = {n: ESTIMATORS[n](rgb_after, fps, band_hz=band_hz) for n in names}
     hr_after = {n: estimate_hr(p, fps, band_bpm) for n, p in pulses_after.items()}
 
     report: dict = {
         "fps": fps,
-        "n_frames": len(x),
+        "n_frames": len(rgb_after),
         "duration_s": duration,
         "methods": names,
         "band_bpm": list(band_bpm),
@@ -162,14 +231,10 @@ def verify(
         "snr_db": {n: snr_db(pulses_after[n], fps, hr) if math.isfinite(hr) else None for n, hr in hr_after.items()},
     }
 
-    if reference_frames is not None:
-        ref = _check_frames(reference_frames, "reference_frames")
-        if ref.shape != x.shape:
-            raise InputError(
-                f"reference_frames {ref.shape} and frames {x.shape} differ in shape; pass the unedited "
-                "clip with the same size and number of frames."
-            )
-        rgb_before = extract_rgb(ref, mask)
+    if rgb_before is not None:
+        rgb_before = to_rgb_trace(rgb_before)
+        if rgb_before.shape != rgb_after.shape:
+            raise InputError(f"the before/after traces differ in length ({len(rgb_before)} vs {len(rgb_after)}).")
         pulses_before = {n: ESTIMATORS[n](rgb_before, fps, band_hz=band_hz) for n in names}
         hr_before = {n: estimate_hr(p, fps, band_bpm) for n, p in pulses_before.items()}
         report["hr_bpm_before"] = hr_before
@@ -180,8 +245,6 @@ def verify(
         report["snr_db_after"] = {
             n: snr_db(pulses_after[n], fps, hr_before[n]) if math.isfinite(hr_before[n]) else None for n in names
         }
-        report["psnr_db"] = psnr_db(x, ref)
-        report["ssim"], report["ssim_frames"] = ssim(x, ref, max_frames=ssim_frames)
 
     if target_hr_bpm is not None:
         target = float(target_hr_bpm)

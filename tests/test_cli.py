@@ -52,7 +52,7 @@ def test_edit_lossless_writes_video_report_and_figure(clip_path, tmp_path, capsy
     assert abs(verify["hr_bpm"]["pos"] - 100) < 5  # the saved file reads the target
     assert verify["psnr_db"] > 35 and verify["ssim"] > 0.95
     assert report["codec_reference"] is None  # lossless: the input itself is the reference
-    assert set(report["timings_s"]) >= {"read", "face_mask", "edit", "write", "verify", "total"}
+    assert set(report["timings_s"]) >= {"face_track", "analyse", "edit_write", "verify", "total"}
     assert "HR after" in stdout and "pos" in stdout
     umask = os.umask(0)
     os.umask(umask)
@@ -198,7 +198,7 @@ def test_failure_after_writing_removes_outputs(clip_path, tmp_path, capsys, monk
     def broken(*args, **kwargs):
         raise InputError("verification exploded")
 
-    monkeypatch.setattr(verify_module, "verify", broken)
+    monkeypatch.setattr(verify_module, "verify_traces", broken)
     expect_error(["edit", clip_path, "-o", tmp_path / "o.mkv", "--target-hr", 90, "--quiet"], capsys,
                  "verification exploded", tmp_path)
 
