@@ -103,7 +103,7 @@ def clips(quick: bool):
         yield f"synth_s{cfg['seed']}_hr{cfg['hr_bpm']}", clip.frames, clip.fps, clip.hr_bpm
     if SHARED.is_dir():
         for path in sorted(SHARED.glob("*.mp4"))[: 1 if quick else None]:
-            frames, fps = video.read_video(path, max_frames=int(20 * 30))
+            frames, fps = video.read_video(path, max_frames=int(15 * 30))  # first ~15 s
             yield path.stem, frames, fps, None
 
 
