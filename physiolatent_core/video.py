@@ -39,6 +39,7 @@ Writing (by the output's extension)
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import shutil
@@ -100,6 +101,11 @@ def _existing(path) -> Path:
     if not p.exists():
         raise VideoError(f"video not found: {p}. Check the path (it is relative to {Path.cwd()}).")
     return p
+
+
+def _check_fps(fps) -> None:
+    if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number of frames per second, got {fps!r}.")
 
 
 def _natural_key(name: str) -> list:
@@ -176,8 +182,8 @@ def probe_video(path, fps: float | None = None) -> VideoInfo:
     so millisecond rounding of a constant rate does not count).
     """
     p = _existing(path)
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"fps must be a positive number, got {fps!r}.")
+    if fps is not None:
+        _check_fps(fps)
     if p.is_dir():
         files = _frame_files(p)
         if fps is None:
@@ -420,8 +426,7 @@ class VideoWriter:
                  preset="medium", quantize=None):
         self.path = Path(path).expanduser()
         self.kind = _output_kind(str(path))
-        if not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
-            raise InputError(f"fps must be a positive number, got {fps!r}.")
+        _check_fps(fps)
         if not 0 <= crf <= 51:
             raise InputError(f"crf must be 0..51 (0 lossless, 18 visually lossless, 23 x264 default), got {crf}.")
         if preset not in X264_PRESETS:
