@@ -38,6 +38,12 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+def _empty(tmp_path: Path) -> Path:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
+
+
 def _encode_raw(path, frames_u8, codec, pix_fmt, in_fmt="rgb24", pts=None, time_base=None, options=None):
     """Write frames with PyAV directly (to make inputs our writer never produces)."""
     with av.open(str(path), "w", options=options or {}) as c:
@@ -320,12 +326,6 @@ def test_missing_and_non_video_files(tmp_path):
         probe_video(tmp_path / "fake.mp4")
     with pytest.raises(VideoError, match="no PNG/JPG"):
         probe_video(_empty(tmp_path), fps=30)
-
-
-def _empty(tmp_path: Path) -> Path:
-    folder = tmp_path / "empty"
-    folder.mkdir()
-    return folder
 
 
 def test_file_with_no_frames(tmp_path):
