@@ -66,6 +66,57 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                             "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
 
 
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", choices=("training-free", "physiolatent"), default="training-free",
+                   help="training-free editor (default, CPU, no weights) or the paper's network")
+    p.add_argument("--vae", help="physiolatent: CogVideoX VAE .safetensors (e.g. ComfyUI/models/vae/cogvideox_vae.safetensors)")
+    p.add_argument("--adapter", help="physiolatent: trained adapter .safetensors (python -m physiolatent_core train)")
+    p.add_argument("--clip", help="physiolatent: CLIP-L text encoder .safetensors, for adapters conditioned on CLIP")
+    p.add_argument("--device", default="auto", help="physiolatent: cuda, cpu or auto (default)")
+    p.add_argument("--crop-size", type=int, default=256, help="physiolatent: face crop side, multiple of 8 (default 256)")
+
+
+class _NetworkEdit:
+    """The paper's network behind the editor's streaming interface (observe / plan /
+    apply). The network edits the whole clip at once (its VAE windows bound device
+    memory), so the clip is held on the host once; ``apply`` hands out slices."""
+
+    def __init__(self, args, input_path: Path, fps: float, target, mode: str):
+        if not args.vae or not args.adapter:
+            raise InputError("--method physiolatent needs --vae (CogVideoX VAE file) and --adapter (trained adapter).")
+        if target is not None and target.kind != "constant":
+            raise InputError("the PhysioLatent network takes one target HR per clip; give a number, not a ramp, "
+                             "or use the training-free method for trajectories.")
+        self.args, self.input_path, self.fps, self.mode = args, input_path, fps, mode
+        self.target_bpm = None if target is None else float(target.bpm[0])
+        self.frames: np.ndarray | None = None
+        self.info: dict = {"method": "physiolatent"}
+
+    def observe(self, frames, face_mask) -> None:
+        pass
+
+    def plan(self, track=None) -> None:
+        import torch
+
+        from .model import PhysioLatent, edit_with_model, load_adapter, load_vae
+        from .video import read_video
+
+        device = self.args.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        vae = load_vae(self.args.vae, dtype=dtype, device=device)
+        adapter = load_adapter(self.args.adapter, vae, clip_path=self.args.clip, device=device)
+        frames, _ = read_video(self.input_path, fps=self.args.fps)
+        result = edit_with_model(frames, self.fps, self.target_bpm, PhysioLatent(vae, adapter), mode=self.mode,
+                                 crop_size=self.args.crop_size, device=device, dtype=dtype, track=track)
+        self.frames = result.frames
+        self.info.update(result.info)
+
+    def apply(self, frames, face_mask, start: int, inplace: bool = False) -> np.ndarray:
+        return self.frames[start : start + len(frames)]
+
+
 def build_parser(network: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m physiolatent_core",
@@ -78,12 +129,14 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
     p.add_argument("--target-hr", required=True,
                    help="target heart rate in bpm: 75, or a linear ramp over the clip like 70:120")
+    _add_network_options(p)
     _add_common(p)
 
     p = sub.add_parser("remove", help="remove the pulse (or replace it by a decoy heart rate)")
     p.add_argument("input", help="video file or folder of frames")
     p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
     p.add_argument("--decoy-hr", help="inject this heart rate (bpm) instead of pulse-band noise")
+    _add_network_options(p)
     _add_common(p)
 
     p = sub.add_parser("estimate", help="read the heart rate of a face video")
@@ -290,7 +343,11 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     info = probe_video(input_path, fps=args.fps)
     fps = info.fps
     check_duration(info.num_frames, fps, min_duration_s=MIN_DURATION_S)
-    editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to, seed=args.seed)
+    if getattr(args, "method", "training-free") == "physiolatent":
+        editor = _NetworkEdit(args, input_path, fps, target, args.command)
+    else:
+        editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to,
+                             seed=args.seed)
     lap("probe")
 
     # ---- pass 1: face track; pass 2: mask, observe, input traces
@@ -304,7 +361,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         n_frames += len(chunk)
     rgb_before = np.concatenate(rgb_before)
     check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
-    editor.plan()
+    editor.plan(track) if isinstance(editor, _NetworkEdit) else editor.plan()
     lap("analyse")
 
     # ---- pass 3: edit and write (atomic: the file appears only when complete)

@@ -225,3 +225,30 @@ def test_demo_refuses_existing_outputs_and_cleans_up_on_failure(tmp_path, capsys
     expect_error(["demo", "--out", fresh, "--size", "10x10", "--quiet"], capsys, "size", tmp_path)
     assert not fresh.exists(), "the folder the failed run created is removed again"
     expect_error(["demo", "--out", fresh, "--size", "big"], capsys, "--size", tmp_path)
+
+
+def test_edit_with_the_network_method(tmp_path, capsys):
+    """--method physiolatent runs the paper's network (tiny random VAE, untrained adapter:
+    the output is the VAE's reconstruction of the face) through the same pipeline."""
+    from physiolatent_core.model import PhysioLatentAdapter, adapter_config_tiny, build_vae, save_adapter, tiny_vae_config
+    from physiolatent_core.model.vae import save_vae
+    from physiolatent_core.synth import synth_subject
+    from physiolatent_core.video import write_video
+
+    clip = synth_subject(duration_s=4.0, fps=15.0, hr_bpm=70.0, seed=2)
+    src = tmp_path / "in.mkv"
+    write_video(src, clip.frames, clip.fps)
+    vae = build_vae(tiny_vae_config(), seed=0)
+    save_vae(vae, tmp_path / "vae.safetensors")
+    save_adapter(tmp_path / "adapter.safetensors", PhysioLatentAdapter(adapter_config_tiny(), vae), vae)
+    out = tmp_path / "out.mkv"
+    code, _, err = run(["edit", src, "-o", out, "--target-hr", 90, "--method", "physiolatent", "--vae",
+                        tmp_path / "vae.safetensors", "--adapter", tmp_path / "adapter.safetensors",
+                        "--crop-size", 32, "--device", "cpu", "--quiet", "--no-figure"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    assert report["editor"]["method"] == "physiolatent" and report["verify"]["n_frames"] == len(clip.frames)
+    assert 25 < report["verify"]["psnr_db"] < 100  # the face was replaced by the decoder's output
+    expect_error(["edit", src, "-o", tmp_path / "o2.mkv", "--target-hr", "70:90", "--method", "physiolatent",
+                  "--vae", tmp_path / "vae.safetensors", "--adapter", tmp_path / "adapter.safetensors", "--quiet"],
+                 capsys, "ramp", tmp_path)
