@@ -32,7 +32,7 @@ ENV_OUTPUT_DIR = "PHYSIOLATENT_OUTPUT_DIR"
 
 
 # --------------------------------------------------------------------------- host access
-def _optional_host_module(name: str) -> ModuleType | None:
+def host_module(name: str) -> ModuleType | None:
     """Import a ComfyUI module, or return None when ComfyUI itself is absent.
 
     Only a missing top-level package counts as "no host"; an import error inside an
@@ -46,14 +46,9 @@ def _optional_host_module(name: str) -> ModuleType | None:
         raise
 
 
-def in_comfyui() -> bool:
-    """True when running inside a ComfyUI process (its ``folder_paths`` module exists)."""
-    return _optional_host_module("folder_paths") is not None
-
-
 def check_interrupt() -> None:
     """Raise ComfyUI's interrupt exception if the user pressed Cancel."""
-    mm = _optional_host_module("comfy.model_management")
+    mm = host_module("comfy.model_management")
     if mm is not None:
         mm.throw_exception_if_processing_interrupted()
 
@@ -62,7 +57,7 @@ class Progress:
     """ComfyUI progress bar that also honours interrupts; a no-op outside the host."""
 
     def __init__(self, total: int):
-        utils = _optional_host_module("comfy.utils")
+        utils = host_module("comfy.utils")
         self._bar = utils.ProgressBar(total) if utils is not None else None
 
     def update(self, n: int = 1) -> None:
@@ -73,7 +68,7 @@ class Progress:
 
 def torch_device() -> torch.device:
     """Device models run on: ComfyUI's choice in the host, CUDA if present otherwise."""
-    mm = _optional_host_module("comfy.model_management")
+    mm = host_module("comfy.model_management")
     if mm is not None:
         return mm.get_torch_device()
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,7 +76,7 @@ def torch_device() -> torch.device:
 
 def intermediate_device() -> torch.device:
     """Device for tensors passed between nodes (CPU unless the host says otherwise)."""
-    mm = _optional_host_module("comfy.model_management")
+    mm = host_module("comfy.model_management")
     if mm is not None:
         return mm.intermediate_device()
     return torch.device("cpu")
@@ -89,7 +84,7 @@ def intermediate_device() -> torch.device:
 
 def free_memory() -> None:
     """Give cached accelerator memory back after a model ran."""
-    mm = _optional_host_module("comfy.model_management")
+    mm = host_module("comfy.model_management")
     if mm is not None:
         mm.soft_empty_cache()
     elif torch.cuda.is_available():
@@ -99,7 +94,7 @@ def free_memory() -> None:
 # --------------------------------------------------------------------------- folders
 def register_model_folder() -> None:
     """Register ComfyUI/models/physiolatent for adapter weights (idempotent)."""
-    fp = _optional_host_module("folder_paths")
+    fp = host_module("folder_paths")
     if fp is None:
         return
     # is_default puts models/physiolatent first; paths from extra_model_paths.yaml stay.
@@ -110,7 +105,7 @@ def register_model_folder() -> None:
 
 def model_folder_paths(kind: str) -> list[str]:
     """Folders searched for model files of ``kind`` ("vae" or "physiolatent")."""
-    fp = _optional_host_module("folder_paths")
+    fp = host_module("folder_paths")
     if fp is not None:
         register_model_folder()
         return list(fp.get_folder_paths(kind))
@@ -120,7 +115,7 @@ def model_folder_paths(kind: str) -> list[str]:
 
 def list_model_files(kind: str) -> list[str]:
     """File names shown in a loader's dropdown (``.safetensors`` only: no pickle)."""
-    fp = _optional_host_module("folder_paths")
+    fp = host_module("folder_paths")
     if fp is not None:
         register_model_folder()
         names = fp.get_filename_list(kind)
@@ -162,7 +157,7 @@ def resolve_model_file(kind: str, name: str, what: str) -> str:
 
 def output_directory() -> str:
     """ComfyUI's output folder in the host; $PHYSIOLATENT_OUTPUT_DIR outside it."""
-    fp = _optional_host_module("folder_paths")
+    fp = host_module("folder_paths")
     if fp is not None:
         return fp.get_output_directory()
     out = os.environ.get(ENV_OUTPUT_DIR)
@@ -176,7 +171,11 @@ def output_directory() -> str:
 
 # --------------------------------------------------------------------------- conversions
 def image_to_numpy(image: torch.Tensor, name: str = "images") -> np.ndarray:
-    """ComfyUI IMAGE [T,H,W,C] -> numpy float32 [T,H,W,3] in 0..1."""
+    """ComfyUI IMAGE [T,H,W,C] -> numpy float32 [T,H,W,3] in 0..1.
+
+    For a CPU float32 RGB tensor this is a view of the upstream node's output, which
+    ComfyUI caches: never modify the result in place.
+    """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
         raise InputError(f"'{name}' must be an IMAGE batch [frames, height, width, channels]; got {shape}.")

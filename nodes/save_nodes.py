@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from ._common import Progress, check_fps, image_to_numpy, numpy_to_image, output_directory
+from ._common import Progress, host_module, check_fps, image_to_numpy, numpy_to_image, output_directory
 
 CATEGORY = "PhysioLatent/Output"
 CHUNK_FRAMES = 64
@@ -26,10 +26,7 @@ FORMATS = {"mp4 (H.264, dithered)": ".mp4", "mkv (FFV1 lossless)": ".mkv"}
 def _save_path(prefix: str, width: int, height: int, ext: str) -> tuple[str, str, str]:
     """(full path, file name, subfolder) of the next free ``prefix_00001_.ext`` in the output folder."""
     out_dir = output_directory()
-    try:
-        import folder_paths
-    except ModuleNotFoundError:
-        folder_paths = None
+    folder_paths = host_module("folder_paths")
     if folder_paths is not None:
         folder, name, counter, subfolder, _prefix = folder_paths.get_save_image_path(prefix, out_dir, width, height)
     else:  # host-less: same naming scheme, simplified
