@@ -370,8 +370,7 @@ class _TileDither:
         if self.held is None:
             self.held = np.rint(codes)
             self.residual = np.random.default_rng(self.seed).uniform(-0.5, 0.5, (-(-h // k), -(-w // k)))
-        moved = np.abs(codes - self.held) > 0.5 + self.margin
-        self.held[moved] = np.rint(codes[moved])
+        np.copyto(self.held, np.rint(codes), where=np.abs(codes - self.held) > 0.5 + self.margin)
         missed = np.pad(codes - self.held, ((0, -h % k), (0, -w % k)), mode="edge")
         wanted = reduce(missed, "(h a) (w c) -> h w", "mean", a=k, c=k) + self.residual
         steps = np.rint(wanted)
