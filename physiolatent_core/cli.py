@@ -35,7 +35,13 @@ import numpy as np
 from .errors import InputError, PhysioLatentError, VideoError
 
 MIN_DURATION_S = 4.0
-CHUNK_FRAMES = 32  # frames decoded at once: bounds memory (32 1080p frames = 0.8 GB float32)
+# Frames decoded at once: about 16 Mpixel per chunk (52 frames at 640x480, 8 at 1080p),
+# so a chunk of float32 frames stays near 200 MB whatever the resolution.
+CHUNK_PIXELS = 16_000_000
+
+
+def _chunk_frames(info) -> int:
+    return int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 4, 64))
 CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
 DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
@@ -294,11 +300,12 @@ def _fmt_hr(value) -> str:
 
 
 def _chunks(path: Path, info, args, desc: str):
-    """Decoded chunks of a clip with a progress bar (``CHUNK_FRAMES`` frames each)."""
+    """Decoded chunks of a clip with a progress bar (``_chunk_frames(info)`` frames each)."""
     from .video import iter_frames
 
-    return _progress(iter_frames(path, chunk_frames=CHUNK_FRAMES), args.quiet, desc=desc, unit="chunk",
-                     total=math.ceil(max(info.num_frames, 1) / CHUNK_FRAMES))
+    n = _chunk_frames(info)
+    return _progress(iter_frames(path, chunk_frames=n), args.quiet, desc=desc, unit="chunk",
+                     total=math.ceil(max(info.num_frames, 1) / n))
 
 
 def _track(path: Path, info, args):
@@ -380,10 +387,10 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
     codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
     head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)))
-    saved_chunks = iter_frames(Path(written_video), chunk_frames=CHUNK_FRAMES)
+    saved_chunks = iter_frames(Path(written_video), chunk_frames=_chunk_frames(info))
     seen = 0
     for original in _chunks(input_path, info, args, "verifying"):
-        # Both files are decoded in chunks of CHUNK_FRAMES, so the chunks line up.
+        # Both files are decoded in chunks of the same length, so the chunks line up.
         saved = next(saved_chunks, None)
         if saved is None or len(saved) != len(original):
             raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
