@@ -201,8 +201,16 @@ class VAE(nn.Module):
         fn = lambda v: self.decode(self.encode(v), num_frames=v.shape[2])  # noqa: E731
         return map_windows(video, fn, window_frames, overlap_frames)
 
-    def enable_tiling(self, tile_px: int = 256, overlap: float = 0.25) -> None:
-        """Spatial tiling for frames larger than `tile_px` (diffusers' tiled encode/decode)."""
+    def enable_tiling(self, tile_px: int | None = None, overlap: float | None = None) -> None:
+        """Spatial tiling for frames larger than `tile_px` (diffusers' tiled encode/decode).
+
+        Without arguments: diffusers' defaults for CogVideoX (240x360 tiles, overlap 1/6
+        of the height and 1/5 of the width), the layout it was tuned on for 480x720.
+        `encode`/`decode` raise if a tile layout changes the output size.
+        """
+        if tile_px is None and overlap is None:
+            self.model.enable_tiling()
+            return
         self.model.enable_tiling(
             tile_sample_min_height=tile_px,
             tile_sample_min_width=tile_px,
