@@ -170,9 +170,13 @@ def summarise(rows):
             ok = [r[k]["err"] <= 3.0 for r in edits for k in ks]
             s[f"edit_within_3bpm_{roi}"] = float(np.mean(ok)) if ok else None
             s[f"edit_worst_err_{roi}"] = max((r[k]["err"] for r in edits for k in ks), default=None)
-            drop = [r[k]["snr_in"] - r[k]["snr_out"] for r in removes for k in ks]
+            # SNR drop only where the input has a measurable pulse at the true HR (SNR_in > 0 dB);
+            # a clip whose pulse is already below the noise cannot lose 15 dB of it.
+            drop = [r[k]["snr_in"] - r[k]["snr_out"] for r in removes for k in ks if r[k]["snr_in"] > 0]
             s[f"remove_min_snr_drop_db_{roi}"] = min(drop, default=None)
             s[f"remove_median_snr_drop_db_{roi}"] = float(np.median(drop)) if drop else None
+            s[f"remove_cases_with_pulse_{roi}"] = len(drop)
+            s[f"remove_snr_drop_ge_15db_{roi}"] = float(np.mean([d >= 15 for d in drop])) if drop else None
             near = [r[k]["err_true"] < 5.0 for r in removes for k in ks]
             s[f"remove_reads_true_within_5bpm_{roi}"] = float(np.mean(near)) if near else None
         s["psnr_min_db"] = min((r["psnr_db"] for r in edits + removes), default=None)

@@ -48,7 +48,7 @@ BLOOD_VOLUME_DIRECTION = np.array([0.33, 0.77, 0.53]) / 0.77
 
 # RMS of the injected pulse, as a fraction of the green value, per output path.
 # Natural pulses are ~0.1-0.4 % RMS. crf 23 erases smaller temporal changes.
-AMPLITUDE_FOR = {"lossless": 0.004, "h264": 0.012}
+AMPLITUDE_FOR = {"lossless": 0.0035, "h264": 0.012}
 
 MIN_DURATION_S = 4.0
 # Half-width of the band kept around the own HR and its harmonic: wide enough for the
