@@ -92,6 +92,15 @@ def _make_short_video(path: Path) -> None:
     write_video(path, clip.frames, clip.fps, crf=12)
 
 
+def _make_faceless_video(path: Path) -> None:
+    """5 s of a plain wall: no face anywhere."""
+    import numpy as np
+
+    from physiolatent_core.video import write_video
+
+    write_video(path, np.full((50, 96, 128, 3), 0.6, np.float32), 10.0, crf=12)
+
+
 def _make_tiny_models(models: Path) -> None:
     """Random tiny VAE + adapter under the file names paper_pipeline.json expects."""
     from physiolatent_core.model import (PhysioLatentAdapter, adapter_config_tiny, build_vae, save_adapter,
@@ -127,8 +136,11 @@ class Host:
                     pytest.fail("ComfyUI did not start:\n" + (base / "server.log").read_text()[-3000:])
                 time.sleep(2)
 
-    def run(self, ui: dict, edit=None) -> tuple[dict, dict]:
-        """Queue a UI workflow; returns (history entry, API prompt). ``edit`` may change the prompt first."""
+    def run(self, ui: dict, edit=None, expect_error: bool = False) -> tuple[dict, dict]:
+        """Queue a UI workflow; returns (history entry, API prompt). ``edit`` may change the prompt first.
+
+        Fails the test when the run fails, or, with ``expect_error``, when it succeeds.
+        """
         prompt = ui_to_api(ui, self.object_info)
         if edit:
             edit(prompt)
@@ -140,9 +152,10 @@ class Host:
             hist = _get(f"{self.url}/history/{pid}")
             if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
                 entry = hist[pid]
-                if entry["status"].get("status_str") != "success":
+                ok = entry["status"].get("status_str") == "success"
+                if ok == expect_error:
                     msgs = [m for m in entry["status"].get("messages", []) if m[0] == "execution_error"]
-                    pytest.fail(f"workflow failed: {json.dumps(msgs, indent=1)[:3000]}")
+                    pytest.fail(f"workflow {'succeeded' if ok else 'failed'}: {json.dumps(msgs, indent=1)[:3000]}")
                 return entry, prompt
             time.sleep(1)
         pytest.fail(f"workflow did not finish in {RUN_TIMEOUT_S} s")
@@ -165,6 +178,7 @@ def host(tmp_path_factory):
     (base / "custom_nodes" / "PhysioLatent").symlink_to(REPO, target_is_directory=True)
     true_hr = _make_input_video(base / "input" / "face.mp4")
     _make_short_video(base / "input" / "short.mp4")
+    _make_faceless_video(base / "input" / "wall.mp4")
     _make_tiny_models(base / "models")
     h = Host(base)
     h.true_hr = true_hr
@@ -296,3 +310,17 @@ def test_wan_workflow_only_lacks_model_files(host):
     for nid, err in errors.items():
         assert prompt[nid]["class_type"] in ("UNETLoader", "CLIPLoader", "VAELoader"), err
         assert {e["type"] for e in err["errors"]} == {"value_not_in_list"}, err
+
+
+def test_bad_input_is_a_node_error_in_the_host(host):
+    """No face in the video: the node fails with the library's message, in ComfyUI's error panel."""
+    ui = workflow("verify_video")
+
+    def wall(prompt):
+        prompt[node_id(prompt, "LoadVideo")]["inputs"]["file"] = "wall.mp4"
+
+    entry, prompt = host.run(ui, edit=wall, expect_error=True)
+    error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
+    assert error["node_type"] == "PhysioLatentEstimateHR"
+    assert error["exception_type"].endswith("FaceNotFoundError")
+    assert "face" in error["exception_message"].lower()
