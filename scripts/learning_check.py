@@ -53,7 +53,11 @@ def main() -> int:
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--out", default="runs/learning_check")
     p.add_argument("--json", default=None, help="write the before/after numbers here")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is much faster on a CPU shared with other jobs)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     if args.vae:

@@ -42,6 +42,15 @@ def oracle_edit(video, mask, target_hr_bpm, remove):
     return paint(video, target_hr_bpm, 0.0 if remove else 0.01)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: small ops, shared 2-core CPU (two OpenMP threads spin against each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def windows():
     return WindowDataset([pulse_clip(66.0, 1), pulse_clip(72.0, 2)], num_frames=T, size=16, crop="none")
