@@ -186,3 +186,14 @@ def test_folder_reader_on_real_video():
     clips = [c for c in read_folder(SHARED_DATA) if c.source.endswith("evm_face.mp4")]
     assert clips[0].fps == pytest.approx(30.0, rel=1e-3) and clips[0].num_frames >= 300
     assert clips[0].frames(0, 5).shape == (5, 592, 528, 3)
+
+
+@pytest.mark.shared_data
+def test_face_cropped_window_on_real_video():
+    if not (SHARED_DATA / "evm_face.mp4").exists():
+        pytest.skip("../shared/data not present")
+    clips = [c for c in read_folder(SHARED_DATA) if c.source.endswith("evm_face.mp4")]
+    item = WindowDataset(clips, 17, 64, crop="face", max_windows_per_clip=1)[0]
+    assert item["video"].shape == (3, 17, 64, 64) and item["mask"].shape == (17, 64, 64)
+    assert 0.05 < float(item["mask"].mean()) < 0.9  # skin inside the crop, not the whole crop
+    assert item["video"].std() > 0.1  # a face, not a flat patch
