@@ -176,6 +176,20 @@ def test_clip_too_short(tmp_path, capsys):
     expect_error(["estimate", path], capsys, "at least", tmp_path)
 
 
+def test_no_face_and_grayscale_input(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0.3, 0.7, size=(75, 96, 128, 3)).astype(np.float32)  # 5 s of noise, no face
+    path = Path(write_video(tmp_path / "noise.mkv", noise, 15.0))
+    expect_error(["edit", path, "-o", tmp_path / "o.mkv", "--target-hr", 80], capsys, "no face", tmp_path)
+    # Grey content (equal channels; grayscale pix_fmt files are covered in test_video) edits like any other.
+    grey = synth_subject(duration_s=5.0, **SMALL).frames.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+    src = Path(write_video(tmp_path / "grey.mkv", grey, SMALL["fps"]))
+    code, _, err = run(["edit", src, "-o", tmp_path / "g.mkv", "--target-hr", 95, "--quiet", "--no-figure"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "g.report.json").read_text())
+    assert abs(report["verify"]["hr_bpm"]["chrom"] - 95) <= 3
+
+
 def test_bad_options(clip_path, tmp_path, capsys):
     expect_error(["edit", clip_path, "-o", tmp_path / "o.avi", "--target-hr", 80], capsys, ".avi", tmp_path)
     expect_error(["edit", clip_path, "-o", tmp_path / "o.mp4", "--target-hr", 80, "--crf", 60], capsys, "crf", tmp_path)
