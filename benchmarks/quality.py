@@ -170,6 +170,9 @@ def summarise(rows):
             ok = [r[k]["err"] <= 3.0 for r in edits for k in ks]
             s[f"edit_within_3bpm_{roi}"] = float(np.mean(ok)) if ok else None
             s[f"edit_worst_err_{roi}"] = max((r[k]["err"] for r in edits for k in ks), default=None)
+            s[f"edit_within_3bpm_{roi}_by_method"] = {
+                k.split("/")[1]: float(np.mean([r[k]["err"] <= 3.0 for r in edits])) for k in ks
+            }
             # SNR drop only where the input has a measurable pulse at the true HR (SNR_in > 0 dB);
             # a clip whose pulse is already below the noise cannot lose 15 dB of it.
             drop = [r[k]["snr_in"] - r[k]["snr_out"] for r in removes for k in ks if r[k]["snr_in"] > 0]
