@@ -114,11 +114,13 @@ def clips(quick: bool, only: str | None = None):
             yield path.stem, frames, fps, None
 
 
-def run(out_dir: Path, quick: bool, only: str | None = None):
+def run(out_dir: Path, quick: bool, only: str | None = None, names=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     log = open(out_dir / "cases.jsonl", "w")
     for name, frames, fps, true_hr in clips(quick, only):
+        if names and not any(n in name for n in names):
+            continue
         t0 = time.time()
         skin, _ = face.face_mask(frames, fps)
         masks_in = {"skin": skin, "box": box_mask(frames, fps)}
@@ -193,10 +195,11 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("out/quality"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("synth", "real"), help="run one half (e.g. in two processes)")
+    ap.add_argument("--clips", nargs="+", help="only clips whose name contains one of these")
     ap.add_argument("--summarise", nargs="+", type=Path, help="only merge cases.jsonl files into a summary")
     args = ap.parse_args()
     if args.summarise:
         rows = [json.loads(line) for f in args.summarise for line in open(f)]
         print(json.dumps(summarise(rows), indent=2))
     else:
-        run(args.out, args.quick, args.only)
+        run(args.out, args.quick, args.only, args.clips)

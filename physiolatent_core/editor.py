@@ -56,6 +56,12 @@ MIN_DURATION_S = 4.0
 OWN_BANDWIDTH_HZ = 0.45
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 
+# How much of the measured own pulse is subtracted, per output path. H.264 at crf 18-23
+# erases about half of a sub-grey-level subtraction (its dead zone keeps the reference
+# frame's pixels), and PBV then read a stray component instead of the target in 17-29 %
+# of H.264 cases at 1.0; 2.0 fixed every case tried (benchmarks/quality.py, docs/BENCHMARKS.md).
+OWN_GAIN_FOR = {"lossless": 1.0, "h264": 2.0}
+
 
 @dataclass
 class EditResult:
@@ -206,7 +212,8 @@ class PulseEditor:
         if injected.ndim == 1:
             injected = injected[:, None] * colour[None, :]
         inject = -self.amplitude * injected[:, None, :] * amp_map[None, :, None]
-        delta = (inject - own * valid[None, :, None]) * np.minimum(reach, 3.0)[None, :, None]
+        own_gain = OWN_GAIN_FOR[self.robust_to]
+        delta = (inject - own_gain * own * valid[None, :, None]) * np.minimum(reach, 3.0)[None, :, None]
         delta = np.clip(delta, -_MAX_DELTA, _MAX_DELTA)
 
         gh, gw = self.grid
