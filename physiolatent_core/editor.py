@@ -59,7 +59,7 @@ _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 # How much of the measured own pulse is subtracted, per output path. H.264 at crf 18-23
 # erases about half of a sub-grey-level subtraction (its dead zone keeps the reference
 # frame's pixels), and PBV then read a stray component instead of the target in 17-29 %
-# of H.264 cases at 1.0; 2.0 fixed every case tried (benchmarks/quality.py, docs/BENCHMARKS.md).
+# of H.264 cases at 1.0; 2.0 raised PBV to 88-92 % (runs A and B in docs/BENCHMARKS.md).
 OWN_GAIN_FOR = {"lossless": 1.0, "h264": 2.0}
 
 
