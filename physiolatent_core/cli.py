@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, PhysioLatentError, VideoError
+from .verify import jsonable
 
 MIN_DURATION_S = 4.0
 # Frames decoded at once: about 16 Mpixel per chunk (52 frames at 640x480, 8 at 1080p),
@@ -431,7 +432,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         lap("figure")
     info = dataclasses.replace(info, num_frames=n_frames)
 
-    report = _jsonable({
+    report = jsonable({
         "command": args.command,
         "input": asdict(info),
         "outputs": {"video": written_video, "report": str(report_path),
@@ -522,25 +523,6 @@ def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
     }
 
 
-def _jsonable(value):
-    """numpy -> Python, NaN/inf -> None, Paths -> str: strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _print_summary(report: dict) -> None:
     v, s, inp = report["verify"], report["settings"], report["input"]
     lines = [f"input   {inp['path']}  {inp['width']}x{inp['height']}, {inp['fps']:.3g} fps, "
@@ -600,7 +582,7 @@ def _estimate(args, outputs: _Outputs) -> dict:
     if figure_path is not None:
         fig = plot_pulse(rgb, info.fps, title=f"{input_path.name}: POS pulse")
         outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
-    report = _jsonable({
+    report = jsonable({
         "command": "estimate", "input": asdict(info),
         "settings": {"methods": methods, "fps": info.fps},
         "face": {"frames": len(rgb), "frames_detected": int(np.sum(track.found))},

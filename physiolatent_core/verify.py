@@ -123,18 +123,22 @@ def _median_finite(values) -> float | None:
     return float(np.median(finite)) if finite else None
 
 
-def _clean(value):
-    """numpy scalars -> Python floats/bools; NaN/inf -> None, so ``json.dumps`` is strict JSON."""
+def jsonable(value):
+    """numpy -> Python, NaN/inf -> None, Paths -> str, so ``json.dumps`` writes strict JSON."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
@@ -196,7 +200,7 @@ def verify(
     if ref is not None:
         report["psnr_db"] = psnr_db(x, ref)
         report["ssim"], report["ssim_frames"] = ssim(x, ref, max_frames=ssim_frames)
-    return _clean(report)
+    return jsonable(report)
 
 
 def verify_traces(
@@ -263,7 +267,7 @@ def verify_traces(
         finite = [e for e in errors.values() if math.isfinite(e)]
         report["hr_mae_bpm"] = float(np.mean(finite)) if finite else None
 
-    return _clean(report)
+    return jsonable(report)
 
 
 # --------------------------------------------------------------------------- plots
