@@ -99,7 +99,7 @@ class PulseEdit:
 
 class PulseRemove:
     DESCRIPTION = ("Training-free: removes the pulse from the face's skin colour so rPPG reads no "
-                   "heart rate (or, with a decoy rate, a weak false one).")
+                   "heart rate (or, with a decoy rate, reads that false rate instead).")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "STRING")
@@ -113,8 +113,8 @@ class PulseRemove:
                 "images": ("IMAGE", {"tooltip": "The face video frames."}),
                 "fps": _FPS,
                 "decoy_hr_bpm": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "step": 1.0,
-                                           "tooltip": "0 = pure removal. Otherwise a faint pulse at this rate is left "
-                                                      "so estimators do not lock onto noise."}),
+                                           "tooltip": "0 = pure removal (pulse-band noise replaces the pulse). Otherwise a "
+                                                      "realistic pulse at this rate replaces it; at least 10 bpm from the true rate."}),
                 "robust_to": _ROBUST,
                 "seed": _SEED,
             },
