@@ -96,7 +96,7 @@ def target_error(method, rgb, pulse, fps, target, window_s=6.0):
     return float(np.mean(errors))
 
 
-def clips(quick: bool, only: str | None = None):
+def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0):
     """(name, frames, fps, true_hr or None)."""
     configs = [
         dict(seed=s, hr_bpm=hr, motion_px=mo, pulse_amplitude=amp)
@@ -110,15 +110,15 @@ def clips(quick: bool, only: str | None = None):
         yield f"synth_s{cfg['seed']}_hr{cfg['hr_bpm']}", clip.frames, clip.fps, clip.hr_bpm
     if SHARED.is_dir() and only != "synth":
         for path in sorted(SHARED.glob("*.mp4"))[: 1 if quick else None]:
-            frames, fps = video.read_video(path, max_frames=int(15 * 30))  # first ~15 s
+            frames, fps = video.read_video(path, max_frames=int(real_seconds * 30))  # first seconds (at 30 fps)
             yield path.stem, frames, fps, None
 
 
-def run(out_dir: Path, quick: bool, only: str | None = None, names=None):
+def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0):
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     log = open(out_dir / "cases.jsonl", "w")
-    for name, frames, fps, true_hr in clips(quick, only):
+    for name, frames, fps, true_hr in clips(quick, only, real_seconds):
         if names and not any(n in name for n in names):
             continue
         t0 = time.time()
@@ -131,10 +131,11 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None):
             reference = save_path(frames, fps, path)  # the original through the same path
             cases = [("edit", t) for t in TARGETS] + [("remove", None)]
             for mode, target in cases:
+                codec = dict(codec_crf=spec.get("crf", 23), codec_quantize=spec["quantize"])
                 if mode == "edit":
-                    res = editor.edit_pulse(frames, fps, target, face_mask=skin, robust_to=spec["robust_to"])
+                    res = editor.edit_pulse(frames, fps, target, face_mask=skin, robust_to=spec["robust_to"], **codec)
                 else:
-                    res = editor.remove_pulse(frames, fps, face_mask=skin, robust_to=spec["robust_to"])
+                    res = editor.remove_pulse(frames, fps, face_mask=skin, robust_to=spec["robust_to"], **codec)
                 saved = save_path(res.frames, fps, path)
                 after = read_hrs(saved, fps, {"skin": skin, "box": masks_in["box"]})
                 row = dict(clip=name, path=path, mode=mode, target=target, true_hr_bpm=true_hr,
@@ -197,9 +198,10 @@ if __name__ == "__main__":
     ap.add_argument("--only", choices=("synth", "real"), help="run one half (e.g. in two processes)")
     ap.add_argument("--clips", nargs="+", help="only clips whose name contains one of these")
     ap.add_argument("--summarise", nargs="+", type=Path, help="only merge cases.jsonl files into a summary")
+    ap.add_argument("--real-seconds", type=float, default=12.0, help="length read from each real video (default 12)")
     args = ap.parse_args()
     if args.summarise:
         rows = [json.loads(line) for f in args.summarise for line in open(f)]
         print(json.dumps(summarise(rows), indent=2))
     else:
-        run(args.out, args.quick, args.only, args.clips)
+        run(args.out, args.quick, args.only, args.clips, args.real_seconds)

@@ -24,6 +24,8 @@ _FPS = ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
 _ROBUST = (["h264", "lossless"], {"default": "h264",
                                   "tooltip": "h264: make the edit strong enough to survive 8-bit H.264 saving (core "
                                              "SaveVideo); lossless: smallest change, only for FFV1/PNG saving."})
+# h264 is tuned to the path most workflows end in: core SaveVideo (truncation, crf 23).
+_SAVE_VIDEO = dict(codec_crf=23, codec_quantize="truncate")
 _MASK = ("MASK", {"tooltip": "Optional skin mask [T,H,W]; without it the face is found automatically."})
 _SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
                  "tooltip": "Seed for heart-rate variability and dithering (same seed, same output)."})
@@ -93,7 +95,7 @@ class PulseEdit:
         check_duration(frames, fps, MIN_SECONDS, "Pulse Edit")
         m = mask_to_numpy(mask, frames)
         target = _target_spec(target_hr_bpm, hr_trajectory)
-        editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, seed=int(seed))
+        editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, seed=int(seed), **_SAVE_VIDEO)
         return _run_editor(editor, frames, m, fps, {"node": "Pulse Edit", "target": str(target), "fps": fps})
 
 
@@ -131,7 +133,7 @@ class PulseRemove:
         decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
         if decoy is not None and decoy < 30:
             raise InputError(f"decoy_hr_bpm must be 0 (off) or 30..240 bpm; got {decoy_hr_bpm}.")
-        editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, seed=int(seed))
+        editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, seed=int(seed), **_SAVE_VIDEO)
         return _run_editor(editor, frames, m, fps, {"node": "Pulse Remove", "decoy_hr_bpm": decoy, "fps": fps})
 
 

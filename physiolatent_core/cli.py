@@ -43,6 +43,7 @@ CHUNK_PIXELS = 16_000_000
 
 def _chunk_frames(info) -> int:
     return int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 4, 64))
+CACHE_BYTES = 1 << 30  # clips up to 1 GiB of 8-bit frames are decoded once (10 s of 1080p: 1.9 GB, streamed)
 CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
 DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
@@ -300,21 +301,52 @@ def _fmt_hr(value) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def _chunks(path: Path, info, args, desc: str):
-    """Decoded chunks of a clip with a progress bar (``_chunk_frames(info)`` frames each)."""
-    from .video import iter_frames
+class _Source:
+    """The input clip, decoded in chunks once per pass, or only once when it is small.
 
-    n = _chunk_frames(info)
-    return _progress(iter_frames(path, chunk_frames=n), args.quiet, desc=desc, unit="chunk",
-                     total=math.ceil(max(info.num_frames, 1) / n))
+    Every pass of the pipeline reads the whole clip. A clip whose 8-bit frames fit in
+    ``CACHE_BYTES`` is kept decoded (uint8, a quarter of float32) after the first pass,
+    which saves a decode per later pass; longer or larger clips are decoded again each
+    pass, so memory stays bounded whatever their length.
+    """
+
+    def __init__(self, path: Path, info, args):
+        self.path, self.info, self.args = path, info, args
+        self.chunk_frames = _chunk_frames(info)
+        self._cache: list[np.ndarray] | None = None
+        self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
+
+    def chunks(self, desc: str):
+        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar."""
+        from .video import to_float, iter_frames
+
+        total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
+        if self._cache is not None:
+            raw = iter(self._cache)
+        else:
+            raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True)
+            if self._cacheable:
+                raw = self._filling(raw)
+        return _progress((to_float(c) for c in raw), self.args.quiet, desc=desc, unit="chunk", total=total)
+
+    def _filling(self, raw):
+        kept, size = [], 0
+        for chunk in raw:
+            size += chunk.nbytes
+            if kept is not None and size <= CACHE_BYTES:
+                kept.append(chunk)
+            else:
+                kept = None  # the header undercounted the frames: stream every pass
+            yield chunk
+        self._cache = kept  # only once the whole clip went through
 
 
-def _track(path: Path, info, args):
+def _track(source: _Source):
     """Pass 1 over a clip: the face track (boxes only; nothing else is kept)."""
     from .face import FaceTracker
 
-    tracker = FaceTracker(info.fps)
-    for chunk in _chunks(path, info, args, "face tracking"):
+    tracker = FaceTracker(source.info.fps)
+    for chunk in source.chunks("face tracking"):
         tracker.update(chunk)
     return tracker.finish()
 
@@ -354,15 +386,18 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     if getattr(args, "method", "training-free") == "physiolatent":
         editor = _NetworkEdit(args, input_path, fps, target, args.command)
     else:
+        # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
+        # measured against crf 23, what most H.264 re-encodes use.
         editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to,
-                             seed=args.seed)
+                             seed=args.seed, codec_crf=args.crf if kind == "h264" else 23, codec_quantize="dither")
     lap("probe")
 
     # ---- pass 1: face track; pass 2: mask, observe, input traces
-    track = _track(input_path, info, args)
+    source = _Source(input_path, info, args)
+    track = _track(source)
     lap("face_track")
     masker, rgb_before, n_frames = SkinMasker(track), [], 0
-    for chunk in _chunks(input_path, info, args, "analysing"):
+    for chunk in source.chunks("analysing"):
         mask = masker(chunk)
         editor.observe(chunk, mask)
         rgb_before.append(extract_rgb(chunk, mask))
@@ -377,7 +412,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     masker, start = SkinMasker(track), 0
     with VideoWriter(target_path, fps, crf=args.crf, overwrite=args.overwrite, seed=args.seed,
                      input_path=input_path) as writer:
-        for chunk in _chunks(input_path, info, args, "editing"):
+        for chunk in source.chunks("editing"):
             writer.write(editor.apply(chunk, masker(chunk), start, inplace=True))
             start += len(chunk)
     written_video = str(writer.path)
@@ -390,7 +425,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)))
     saved_chunks = iter_frames(Path(written_video), chunk_frames=_chunk_frames(info))
     seen = 0
-    for original in _chunks(input_path, info, args, "verifying"):
+    for original in source.chunks("verifying"):
         # Both files are decoded in chunks of the same length, so the chunks line up.
         saved = next(saved_chunks, None)
         if saved is None or len(saved) != len(original):
@@ -572,9 +607,10 @@ def _estimate(args, outputs: _Outputs) -> dict:
     info = probe_video(input_path, fps=args.fps)
     check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
     # Two streamed passes (face track, then mask + colour trace): bounded memory.
-    track = _track(input_path, info, args)
+    source = _Source(input_path, info, args)
+    track = _track(source)
     masker, rgb = SkinMasker(track), []
-    for chunk in _chunks(input_path, info, args, "reading colour"):
+    for chunk in source.chunks("reading colour"):
         rgb.append(extract_rgb(chunk, masker(chunk)))
     rgb = np.concatenate(rgb)
     info = dataclasses.replace(info, num_frames=len(rgb))

@@ -22,7 +22,10 @@ waveform shared by the whole face. The editor models exactly that:
 
 Strength depends on where the video goes next (``robust_to``): a lossless file keeps a
 0.3 % edit, while H.264 at crf 23 (what ComfyUI's SaveVideo writes) erases sub-1 %
-temporal changes, so the default for ``h264`` is stronger. Measured in
+temporal changes, so the default for ``h264`` is stronger. H.264 also keeps less of the
+chroma than of the luminance of a small change, which turns the saved pulse away from
+the blood-volume direction; for ``h264`` the editor measures that on a sample of the clip
+(:mod:`codec`) and pre-compensates the injected pulse per colour channel. Measured in
 ``benchmarks/quality.py`` and recorded in ``docs/BENCHMARKS.md``.
 
 For long videos the editor streams: ``observe`` every chunk (pass 1), ``plan`` once,
@@ -37,6 +40,7 @@ import cv2
 import numpy as np
 from scipy import signal
 
+from .codec import colour_response, sample_box
 from .errors import InputError
 from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
 from .rppg import ESTIMATORS
@@ -56,11 +60,8 @@ MIN_DURATION_S = 4.0
 OWN_BANDWIDTH_HZ = 0.45
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 
-# How much of the measured own pulse is subtracted, per output path. H.264 at crf 18-23
-# erases about half of a sub-grey-level subtraction (its dead zone keeps the reference
-# frame's pixels), and PBV then read a stray component instead of the target in 17-29 %
-# of H.264 cases at 1.0; 2.0 raised PBV to 88-92 % (runs A and B in docs/BENCHMARKS.md).
-OWN_GAIN_FOR = {"lossless": 1.0, "h264": 2.0}
+# Seconds of the clip's start (at least) that are kept (face region, uint8) to measure the codec on.
+CODEC_SAMPLE_S = 3.2
 
 
 @dataclass
@@ -95,6 +96,9 @@ class PulseEditor:
         grid: (rows, cols) of the pooling grid over the face box.
         band_bpm: physiological HR band searched for the subject's own pulse.
         seed: seeds the target's heart-rate variability and the chaff.
+        codec_crf, codec_quantize: the H.264 output path that ``robust_to="h264"`` is
+            measured on: libx264 crf, and the 8-bit quantiser before it (``"dither"``
+            as our writer, ``"truncate"`` as ComfyUI's core SaveVideo).
     """
 
     def __init__(
@@ -108,6 +112,8 @@ class PulseEditor:
         grid: tuple[int, int] = (6, 6),
         band_bpm: tuple[float, float] = (40.0, 180.0),
         seed: int = 0,
+        codec_crf: int = 23,
+        codec_quantize: str = "dither",
     ):
         if not fps or fps <= 0:
             raise InputError(f"fps must be positive, got {fps!r}: pass the video's frame rate.")
@@ -128,6 +134,19 @@ class PulseEditor:
         self.grid = (int(grid[0]), int(grid[1]))
         self.band_bpm = band_bpm
         self.seed = seed
+        if codec_quantize not in ("dither", "truncate"):
+            raise InputError(f"codec_quantize must be 'dither' or 'truncate', got {codec_quantize!r}.")
+        # H.264 keeps a colour change differently at different rates (its frame types and
+        # dead zone act over time), so the codec is measured at the rate injected: the
+        # target's mean HR, or the middle of the band for chaff.
+        injected = self.target if mode == "edit" else self.decoy
+        test_hz = (injected.mean_bpm if injected is not None else float(np.mean(band_bpm))) / 60.0
+        self.codec = dict(crf=int(codec_crf), quantize=codec_quantize, test_hz=test_hz)
+        # Six cycles of the test rate, at least CODEC_SAMPLE_S.
+        self._sample_frames = int(round(max(CODEC_SAMPLE_S, 6.0 / test_hz) * self.fps))
+        self._sample: list[np.ndarray] = []  # uint8 face-region crops of the first frames
+        self._sample_mask: list[np.ndarray] = []
+        self._sample_box: tuple[int, int, int, int] | None = None
         self._colours: list[np.ndarray] = []  # per chunk [t, K, 3]
         self._weights: list[np.ndarray] = []  # per chunk [t, K]
         self._reach: list[np.ndarray] = []  # per chunk [t, K]: mean of mask * apply weight
@@ -157,6 +176,37 @@ class PulseEditor:
         self._weights.append(weights)
         self._reach.append(reach)
         self._boxes.append(boxes)
+        if self.robust_to == "h264":
+            self._keep_sample(frames, face_mask)
+
+    def _keep_sample(self, frames: np.ndarray, face_mask: np.ndarray) -> None:
+        """Keep the first seconds of the face region (``_sample_frames``) to measure the codec on."""
+        need = self._sample_frames - sum(len(s) for s in self._sample)
+        if need <= 0:
+            return
+        if self._sample_box is None:
+            with_face = np.flatnonzero(face_mask.reshape(len(face_mask), -1).max(axis=1) > 0.05)
+            if not len(with_face):
+                return  # no face yet: start the sample where the face is
+            frames, face_mask = frames[with_face[0]:], face_mask[with_face[0]:]
+            # Around the first face (so any chunking gives the same sample), with a wide
+            # margin: it must hold 3 s of head motion, and x264's decisions near the face
+            # depend on its surroundings (a tight crop measured 10-20 % off the whole frame).
+            self._sample_box = sample_box(face_mask[:1], margin=0.75)
+        x0, y0, x1, y1 = self._sample_box
+        crop = frames[:need, y0:y1, x0:x1]
+        if crop.dtype != np.uint8:
+            crop = np.clip(np.rint(crop * 255.0), 0, 255).astype(np.uint8)
+        self._sample.append(crop)
+        self._sample_mask.append(np.asarray(face_mask[:need, y0:y1, x0:x1], np.float32))
+
+    def _codec_gain(self) -> np.ndarray:
+        """Per-channel fraction [3] of a colour change that the output path keeps (1 = lossless)."""
+        if self.robust_to != "h264":
+            return np.ones(3)
+        sample, mask = np.concatenate(self._sample), np.concatenate(self._sample_mask)
+        return colour_response(sample, mask, self.fps, BLOOD_VOLUME_DIRECTION, amplitude=self.amplitude,
+                               **self.codec)
 
     # ---------------------------------------------------------------- plan
     def plan(self) -> dict:
@@ -208,12 +258,20 @@ class PulseEditor:
         # assumes (PBV's signature, CHROM's and POS's projections). Measuring it per clip was
         # tried and rejected: the mixture of skin and non-skin inside each cell skews it.
         # Blood volume up -> skin darker: negative sign on the colour change.
-        colour = BLOOD_VOLUME_DIRECTION
+        # The injected pulse is divided by what the output path keeps of each channel, so the
+        # saved file holds it along the blood-volume direction (the green amplitude stays
+        # as chosen; a lossy path keeps ``codec_gain[1]`` of it). The own pulse is not: the
+        # codec acts on the whole signal, the original's own pulse included, so removing
+        # exactly what was measured leaves none of it (subtracting own/gain over-subtracted:
+        # the own pulse rose by 9-18 dB in POS and PBV on synthetic clips, measured).
+        codec_gain = self._codec_gain()
+        colour = BLOOD_VOLUME_DIRECTION * codec_gain[1] / codec_gain
         if injected.ndim == 1:
             injected = injected[:, None] * colour[None, :]
+        else:  # chaff: already spread over colours
+            injected = injected * (codec_gain[1] / codec_gain)[None, :]
         inject = -self.amplitude * injected[:, None, :] * amp_map[None, :, None]
-        own_gain = OWN_GAIN_FOR[self.robust_to]
-        delta = (inject - own_gain * own * valid[None, :, None]) * np.minimum(reach, 3.0)[None, :, None]
+        delta = (inject - own * valid[None, :, None]) * np.minimum(reach, 3.0)[None, :, None]
         delta = np.clip(delta, -_MAX_DELTA, _MAX_DELTA)
 
         gh, gw = self.grid
@@ -226,6 +284,8 @@ class PulseEditor:
             "own_pulse_rms": float(np.sqrt(np.mean(own[..., 1][:, valid] ** 2))) if valid.any() else 0.0,
             "injected_rms": self.amplitude,
             "robust_to": self.robust_to,
+            "codec_gain_rgb": [float(g) for g in codec_gain],
+            "codec": dict(self.codec) if self.robust_to == "h264" else None,
             "colour_direction_rgb": [float(c) for c in BLOOD_VOLUME_DIRECTION],
             "grid": list(self.grid),
             "valid_cells": int(valid.sum()),

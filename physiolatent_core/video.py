@@ -142,7 +142,7 @@ def _read_image(path: Path) -> tuple[np.ndarray, int]:
     return img, channels
 
 
-def _to_float(pixels: np.ndarray) -> np.ndarray:
+def to_float(pixels: np.ndarray) -> np.ndarray:
     """uint8/uint16 → float32 0..1 in one pass."""
     scale = 1.0 / np.iinfo(pixels.dtype).max
     return np.multiply(pixels, np.float32(scale), dtype=np.float32)
@@ -260,12 +260,14 @@ def _decoded_images(path: Path, start: int) -> Iterator[np.ndarray]:
                       TruncatedVideoWarning, stacklevel=3)
 
 
-def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None = None,
+                raw: bool = False) -> Iterator[np.ndarray]:
     """Stream frames ``start`` (inclusive) to ``stop`` (exclusive) in chunks.
 
-    Yields float32 [t, H, W, 3] RGB 0..1 with t <= chunk_frames; at most one chunk (plus
-    one decoded frame) is in memory at a time. Frames before ``start`` are decoded and
-    skipped, which keeps frame indices exact for variable-frame-rate files.
+    Yields float32 [t, H, W, 3] RGB 0..1 with t <= chunk_frames (``raw``: the decoded
+    uint8/uint16 codes, a fresh array per chunk); at most one chunk (plus one decoded
+    frame) is in memory at a time. Frames before ``start`` are decoded and skipped, which
+    keeps frame indices exact for variable-frame-rate files.
     """
     if chunk_frames < 1 or start < 0 or (stop is not None and stop < start):
         raise InputError(f"need chunk_frames >= 1 and 0 <= start <= stop, got {chunk_frames}, {start}, {stop}.")
@@ -283,10 +285,10 @@ def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None =
         buffer[count] = img
         count, index = count + 1, index + 1
         if count == chunk_frames:
-            yield _to_float(buffer)
+            yield buffer.copy() if raw else to_float(buffer)
             count = 0
     if count:
-        yield _to_float(buffer[:count])
+        yield buffer[:count].copy() if raw else to_float(buffer[:count])
 
 
 def read_video(path, max_frames: int | None = None, fps: float | None = None) -> tuple[np.ndarray, float]:
