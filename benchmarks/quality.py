@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from physiolatent_core import editor, face, rppg, video  # noqa: E402
 from physiolatent_core.pulse import hr_curve, parse_hr_target  # noqa: E402
-from physiolatent_core.rppg.hr import estimate_hr, hr_over_time, snr_db  # noqa: E402
+from physiolatent_core.rppg.hr import estimate_hr, snr_db  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
 from physiolatent_core.verify import psnr_db, ssim  # noqa: E402
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import InputError, PhysioLatentError, VideoError
 from .verify import jsonable
+from .video import X264_PRESETS
 
 MIN_DURATION_S = 4.0
 # Frames decoded at once: about 16 Mpixel per chunk (52 frames at 640x480, 8 at 1080p),
@@ -68,7 +69,12 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     if output or not files:
         p.add_argument("--crf", type=int, default=18, help="H.264 quality for .mp4 outputs, 0-51 (default 18)")
+        p.add_argument("--preset", default="medium", choices=X264_PRESETS,
+                       help="x264 speed preset for .mp4 outputs (default medium, as ComfyUI's SaveVideo)")
     if output:
+        p.add_argument("--no-verify", action="store_true",
+                       help="skip reading the saved file back (faster; the report then holds no after-edit "
+                            "readings and no figure is drawn)")
         p.add_argument("--robust-to", choices=("lossless", "h264"),
                        help="edit strength for where the video goes: default matches the output "
                             "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
@@ -356,16 +362,17 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
 
     Streams the clip in chunks, so memory stays bounded whatever its length:
     pass 1 tracks the face; pass 2 renders the skin mask, feeds the editor and keeps the
-    input's colour traces; the editor plans; pass 3 edits and writes; pass 4 decodes the
-    saved file beside the input for the colour traces and PSNR/SSIM of the file as saved.
+    input's colour traces; the editor plans; pass 3 edits and writes; pass 4 (unless
+    ``--no-verify``) decodes the saved file beside the input for the colour traces and
+    PSNR/SSIM of the file as saved. Clips small enough are decoded once (``_Source``).
     """
     from .editor import PulseEditor
     from .face import SkinMasker
     from .pulse import hr_curve, parse_hr_target
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
-    from .verify import FidelityMeter, plot_pulse, save_figure, verify_traces
-    from .video import VideoWriter, iter_frames, probe_video
+    from .verify import plot_pulse, save_figure
+    from .video import VideoWriter, probe_video
 
     timings = _Stopwatch()
     lap = timings.lap
@@ -389,7 +396,8 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
         # measured against crf 23, what most H.264 re-encodes use.
         editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to,
-                             seed=args.seed, codec_crf=args.crf if kind == "h264" else 23, codec_quantize="dither")
+                             seed=args.seed, codec_crf=args.crf if kind == "h264" else 23, codec_quantize="dither",
+                             codec_preset=args.preset)
     lap("probe")
 
     # ---- pass 1: face track; pass 2: mask, observe, input traces
@@ -404,14 +412,15 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         n_frames += len(chunk)
     rgb_before = np.concatenate(rgb_before)
     check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
-    editor.plan(track) if isinstance(editor, _NetworkEdit) else editor.plan()
     lap("analyse")
+    editor.plan(track) if isinstance(editor, _NetworkEdit) else editor.plan()
+    lap("plan")
 
     # ---- pass 3: edit and write (atomic: the file appears only when complete)
     target_path = str(out_path) + ("/" if kind == "png" else "")
     masker, start = SkinMasker(track), 0
     with VideoWriter(target_path, fps, crf=args.crf, overwrite=args.overwrite, seed=args.seed,
-                     input_path=input_path) as writer:
+                     input_path=input_path, preset=args.preset) as writer:
         for chunk in source.chunks("editing"):
             writer.write(editor.apply(chunk, masker(chunk), start, inplace=True))
             start += len(chunk)
@@ -419,47 +428,22 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     outputs.done(written_video)
     lap("edit_write")
 
-    # ---- pass 4: the file as saved, beside the input
-    masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
-    codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
-    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)))
-    saved_chunks = iter_frames(Path(written_video), chunk_frames=_chunk_frames(info))
-    seen = 0
-    for original in source.chunks("verifying"):
-        # Both files are decoded in chunks of the same length, so the chunks line up.
-        saved = next(saved_chunks, None)
-        if saved is None or len(saved) != len(original):
-            raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
-        saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
-        rgb_after.append(extract_rgb(saved, masker(original)))
-        meter.update(saved, original)
-        if kind == "h264" and seen < head_frames:
-            keep = head_frames - seen
-            codec_head.append((original[:keep].copy(), saved[:keep].copy()))
-        seen += len(original)
-    rgb_after = np.concatenate(rgb_after)
-    if next(saved_chunks, None) is not None:
-        raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
-
     aim = target if target is not None else decoy  # the HR the saved file should read, if any
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
     band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), true_hr_bpm)
-    checked = verify_traces(rgb_after, fps, methods=methods, rgb_before=rgb_before, target_hr_bpm=aim_constant,
-                            band_bpm=band)
-    checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
-    trajectory = None
-    if aim is not None and aim.kind != "constant":
-        trajectory = _trajectory_check(rgb_after, fps, aim_curve, band)
-    codec_reference = None
-    if codec_head:
-        head_in = np.concatenate([a for a, _ in codec_head])
-        head_saved = np.concatenate([b for _, b in codec_head])
-        codec_reference = _codec_reference(head_in, head_saved, fps, args.crf, args.seed)
-        del head_in, head_saved, codec_head
-    lap("verify")
+    checked = trajectory = codec_reference = rgb_after = None
+    if not args.no_verify:
+        # ---- pass 4: the file as saved, beside the input
+        rgb_after, checked, codec_reference = _read_back(written_video, source, track, kind, args, n_frames, fps,
+                                                         rgb_before, methods, aim_constant, band)
+        if aim is not None and aim.kind != "constant":
+            trajectory = _trajectory_check(rgb_after, fps, aim_curve, band)
+        lap("verify")
 
     editor_info = editor.info
+    if rgb_after is None:
+        figure_path = None  # nothing read back to draw
     if figure_path is not None:
         title = (f"{args.command}: target {aim}" if aim is not None else "remove") + " (file as saved)"
         fig = plot_pulse(rgb_after, fps, before=rgb_before, target_hr_bpm=aim_constant, band_bpm=band, title=title)
@@ -493,6 +477,47 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     return report
 
 
+def _read_back(written_video: str, source: _Source, track, kind: str, args, n_frames: int, fps: float,
+               rgb_before, methods, aim_constant, band):
+    """Pass 4: decode the saved file beside the input. Returns (colour traces of the saved
+    file [T,3], verification dict with PSNR/SSIM, codec reference or None)."""
+    from .face import SkinMasker
+    from .rppg import extract_rgb
+    from .verify import FidelityMeter, verify_traces
+    from .video import iter_frames
+
+    masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
+    codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
+    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)))
+    saved_chunks = iter_frames(Path(written_video), chunk_frames=source.chunk_frames)
+    seen = 0
+    for original in source.chunks("verifying"):
+        # Both files are decoded in chunks of the same length, so the chunks line up.
+        saved = next(saved_chunks, None)
+        if saved is None or len(saved) != len(original):
+            raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
+        saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
+        rgb_after.append(extract_rgb(saved, masker(original)))
+        meter.update(saved, original)
+        if kind == "h264" and seen < head_frames:
+            keep = head_frames - seen
+            codec_head.append((original[:keep].copy(), saved[:keep].copy()))
+        seen += len(original)
+    rgb_after = np.concatenate(rgb_after)
+    if next(saved_chunks, None) is not None:
+        raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
+
+    checked = verify_traces(rgb_after, fps, methods=methods, rgb_before=rgb_before, target_hr_bpm=aim_constant,
+                            band_bpm=band)
+    checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
+    codec_reference = None
+    if codec_head:
+        head_in = np.concatenate([a for a, _ in codec_head])
+        head_saved = np.concatenate([b for _, b in codec_head])
+        codec_reference = _codec_reference(head_in, head_saved, fps, args.crf, args.seed, args.preset)
+    return rgb_after, checked, codec_reference
+
+
 class _Stopwatch:
     """Seconds per pipeline stage: ``lap(name)`` closes the stage that ran since the last lap."""
 
@@ -523,14 +548,14 @@ def _output_paths(args, outputs: _Outputs, input_path: Path):
     return kind, out_path, report_path, figure_path
 
 
-def _codec_reference(frames, saved, fps: float, crf: int, seed: int) -> dict:
+def _codec_reference(frames, saved, fps: float, crf: int, seed: int, preset: str = "medium") -> dict:
     """Fidelity of a lossy save against the input through the same writer (dither +
     libx264 at this crf): the edit's cost without the codec's own loss. Measured on the
     first ``CODEC_REFERENCE_S`` seconds, so long clips need no second full encode."""
     from .verify import psnr_db, ssim
     from .video import encode_decode
 
-    encoded = encode_decode(frames, fps, codec="h264", crf=crf, quantize="dither", seed=seed)
+    encoded = encode_decode(frames, fps, codec="h264", crf=crf, quantize="dither", seed=seed, preset=preset)
     return {
         "description": f"first {len(frames)} frames of the input encoded with the same settings "
                        f"(H.264 crf {crf}, dithered)",
@@ -559,18 +584,22 @@ def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
 
 
 def _print_summary(report: dict) -> None:
-    v, s, inp = report["verify"], report["settings"], report["input"]
+    v, s, inp = report["verify"] or {}, report["settings"], report["input"]
     lines = [f"input   {inp['path']}  {inp['width']}x{inp['height']}, {inp['fps']:.3g} fps, "
              f"{inp['num_frames']} frames ({inp['duration_s']:.1f} s)"]
     if report.get("true_hr_bpm") is not None:
         lines.append(f"true HR {report['true_hr_bpm']:.1f} bpm")
-    lines.append(f"HR before (median of estimators): {_fmt_hr(v.get('hr_bpm_median_before'))} bpm")
+    if v:
+        lines.append(f"HR before (median of estimators): {_fmt_hr(v.get('hr_bpm_median_before'))} bpm")
     if s["target_hr"]:
         lines.append(f"target  {s['target_hr']}")
     if s["decoy_hr"]:
         lines.append(f"decoy   {s['decoy_hr']}")
-    lines.append("HR after, read from the saved file:")
-    for name, hr in v["hr_bpm"].items():
+    if not v:
+        lines.append("not verified (--no-verify): read the saved file with `python -m physiolatent_core estimate`")
+    else:
+        lines.append("HR after, read from the saved file:")
+    for name, hr in v.get("hr_bpm", {}).items():
         before = v.get("hr_bpm_before", {}).get(name)
         lines.append(f"  {name:6s} {_fmt_hr(hr)} bpm   (before {_fmt_hr(before)})")
     if report["command"] == "remove" and v.get("snr_db_before"):
@@ -580,11 +609,12 @@ def _print_summary(report: dict) -> None:
             lines.append(f"pulse SNR at the original HR ({method}): {before:.1f} dB before, {after:.1f} dB after")
     if report.get("trajectory") and report["trajectory"]["mae_bpm"] is not None:
         lines.append(f"trajectory error (POS, sliding windows): {report['trajectory']['mae_bpm']:.1f} bpm")
-    fidelity = f"PSNR {v['psnr_db']:.1f} dB, SSIM {v['ssim']:.4f} against the input"
-    if report.get("codec_reference"):
-        c = report["codec_reference"]
-        fidelity += f"; {c['psnr_db']:.1f} dB against the input through the same codec"
-    lines.append(fidelity)
+    if v:
+        fidelity = f"PSNR {v['psnr_db']:.1f} dB, SSIM {v['ssim']:.4f} against the input"
+        if report.get("codec_reference"):
+            c = report["codec_reference"]
+            fidelity += f"; {c['psnr_db']:.1f} dB against the input through the same codec"
+        lines.append(fidelity)
     outs = report["outputs"]
     lines.append("wrote   " + ", ".join(p for p in (outs["video"], outs["report"], outs["figure"]) if p))
     print("\n".join(lines))
@@ -669,7 +699,8 @@ def _demo(args, outputs: _Outputs) -> dict:
     edit_args = argparse.Namespace(
         command="edit", input=str(input_path), output=str(out_dir / names["edited"]), target_hr=str(target_hr),
         report=str(out_dir / names["report"]), figure=str(out_dir / names["figure"]), no_figure=False,
-        fps=None, crf=args.crf, robust_to=None, methods=args.methods, seed=args.seed,
+        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, methods=args.methods,
+        seed=args.seed,
         overwrite=args.overwrite, quiet=args.quiet,
     )
     return _edit_or_remove(edit_args, outputs, true_hr_bpm=true_mean)

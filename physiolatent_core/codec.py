@@ -53,6 +53,7 @@ def colour_response(
     amplitude: float = 0.012,
     crf: int = 23,
     quantize: str = "dither",
+    preset: str = "medium",
     test_hz: float = 1.5,
 ) -> np.ndarray:
     """Per-channel gain [3] (R, G, B) of an H.264 round trip for a pulse along ``direction``.
@@ -65,7 +66,8 @@ def colour_response(
         direction: [3] relative colour change per unit pulse (green component ~1).
         amplitude: RMS of the test pulse, as a fraction of the pixel value: the strength
             the editor will use, since the dead zone makes the gain depend on it.
-        crf, quantize: the output path (libx264 crf, 8-bit quantiser) to measure.
+        crf, quantize, preset: the output path to measure (libx264 crf, 8-bit quantiser,
+            x264 preset).
         test_hz: frequency of the test pulse: the rate that will be injected (the codec keeps
             different rates differently).
 
@@ -85,13 +87,16 @@ def colour_response(
     if face_mask.sum() < 1.0:
         raise InputError("the codec sample has an empty face mask: no skin to measure the codec on.")
     wave = np.sqrt(2.0) * np.sin(2 * np.pi * test_hz * np.arange(t) / fps)  # unit RMS
-    weight = np.minimum(face_mask * 2.0, 1.0)[..., None]
-    change = -amplitude * wave[:, None, None, None] * weight * np.asarray(direction, np.float32)
+    weight = np.minimum(np.asarray(face_mask, np.float32) * 2.0, 1.0)[..., None]
+    # float32 throughout: the sample is seconds of video, and float64 doubles the cost.
+    change = frames * weight * np.float32(-amplitude)
+    change *= (wave.astype(np.float32)[:, None, None, None] * np.asarray(direction, np.float32))
     # The test pulse with both signs: the difference of the two encodes holds it twice,
     # while the codec's other differences between two encodes stay the same size.
-    up, down = np.clip(frames * (1.0 + change), 0.0, 1.0), np.clip(frames * (1.0 - change), 0.0, 1.0)
-    kept_up = extract_rgb(encode_decode(up, fps, crf=crf, quantize=quantize), face_mask)
-    kept_down = extract_rgb(encode_decode(down, fps, crf=crf, quantize=quantize), face_mask)
+    up = np.clip(frames + change, 0.0, 1.0, out=np.empty_like(frames))
+    down = np.clip(frames - change, 0.0, 1.0, out=change)
+    kept_up = extract_rgb(encode_decode(up, fps, crf=crf, quantize=quantize, preset=preset), face_mask)
+    kept_down = extract_rgb(encode_decode(down, fps, crf=crf, quantize=quantize, preset=preset), face_mask)
     kept = kept_up / np.maximum(kept_down, 1e-6) - 1.0
     intended = extract_rgb(up, face_mask) / np.maximum(extract_rgb(down, face_mask), 1e-6) - 1.0
     # Only the test frequency: the codec's other differences between the two encodes are noise.

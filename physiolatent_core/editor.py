@@ -96,9 +96,10 @@ class PulseEditor:
         grid: (rows, cols) of the pooling grid over the face box.
         band_bpm: physiological HR band searched for the subject's own pulse.
         seed: seeds the target's heart-rate variability and the chaff.
-        codec_crf, codec_quantize: the H.264 output path that ``robust_to="h264"`` is
-            measured on: libx264 crf, and the 8-bit quantiser before it (``"dither"``
-            as our writer, ``"truncate"`` as ComfyUI's core SaveVideo).
+        codec_crf, codec_quantize, codec_preset: the H.264 output path that
+            ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
+            it (``"dither"`` as our writer, ``"truncate"`` as ComfyUI's core SaveVideo)
+            and the x264 preset.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class PulseEditor:
         seed: int = 0,
         codec_crf: int = 23,
         codec_quantize: str = "dither",
+        codec_preset: str = "medium",
     ):
         if not fps or fps <= 0:
             raise InputError(f"fps must be positive, got {fps!r}: pass the video's frame rate.")
@@ -141,7 +143,7 @@ class PulseEditor:
         # target's mean HR, or the middle of the band for chaff.
         injected = self.target if mode == "edit" else self.decoy
         test_hz = (injected.mean_bpm if injected is not None else float(np.mean(band_bpm))) / 60.0
-        self.codec = dict(crf=int(codec_crf), quantize=codec_quantize, test_hz=test_hz)
+        self.codec = dict(crf=int(codec_crf), quantize=codec_quantize, preset=codec_preset, test_hz=test_hz)
         # Six cycles of the test rate, at least CODEC_SAMPLE_S.
         self._sample_frames = int(round(max(CODEC_SAMPLE_S, 6.0 / test_hz) * self.fps))
         self._sample: list[np.ndarray] = []  # uint8 face-region crops of the first frames

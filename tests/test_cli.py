@@ -74,6 +74,19 @@ def test_edit_mp4_reports_codec_reference_and_honours_options(clip_path, tmp_pat
     assert report["outputs"]["figure"] is None
 
 
+def test_edit_without_verification_is_honest_about_it(clip_path, tmp_path, capsys):
+    out = tmp_path / "fast.mp4"
+    code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", "90", "--no-verify", "--preset", "veryfast"],
+                          capsys)
+    assert code == 0 and "not verified" in stdout
+    assert files_in(tmp_path) == {"fast.mp4", "fast.report.json"}  # no figure: nothing was read back
+    report = json.loads((tmp_path / "fast.report.json").read_text())
+    assert report["verify"] is None and report["outputs"]["figure"] is None
+    assert report["editor"]["codec"]["preset"] == "veryfast" and report["editor"]["codec"]["crf"] == 18
+    assert "verify" not in report["timings_s"]
+    assert probe_video(out).num_frames == probe_video(clip_path).num_frames
+
+
 def test_edit_trajectory_reports_hr_over_time(clip_path, tmp_path, capsys):
     code, _, _ = run(["edit", clip_path, "-o", tmp_path / "ramp.mkv", "--target-hr", "70:110", "--quiet",
                       "--no-figure", "--methods", "pos"], capsys)
