@@ -13,7 +13,8 @@
   process's max RSS (``/usr/bin/time``).
 
     python benchmarks/speed.py                 # 640x480 figures
-    python benchmarks/speed.py --long-1080p 300  # + a 5-minute 1080p memory run (slow: ~15 min)
+    python benchmarks/speed.py --long-1080p 300  # + a 5-minute 1080p memory run (slow)
+    python benchmarks/speed.py --only-long --long-1080p 60   # only a memory run
 """
 
 from __future__ import annotations
@@ -84,7 +85,26 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--long-1080p", type=float, default=0.0, help="seconds of 1080p for the memory run (0: skip)")
+    ap.add_argument("--only-long", action="store_true", help="only the 1080p memory run (it needs no idle machine)")
     args = ap.parse_args()
+    if not args.only_long:
+        speed_640(args)
+    if args.long_1080p:
+        memory_1080p(args.long_1080p)
+
+
+def memory_1080p(seconds: float):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "long.mp4"
+        make_file(src, seconds, (1080, 1920))
+        wall, rss = run_cli(["edit", str(src), "-o", str(Path(tmp) / "long_out.mp4"), "--target-hr", "80",
+                             "--overwrite", "--no-figure"])  # default settings: medium, verify
+        m = int(seconds * 30)
+        print(f"1080p {seconds:.0f} s ({m} frames), CLI edit with default settings: {m / wall:.2f} fps, "
+              f"peak RSS {rss:.0f} MB", flush=True)
+
+
+def speed_640(args):
 
     clip = synth_subject(duration_s=args.seconds, fps=30.0, size=(480, 640), seed=1)
     frames, fps, n = clip.frames, clip.fps, len(clip.frames)
@@ -123,14 +143,6 @@ def main():
             wall = statistics.median(walls)
             print(f"end to end (CLI edit; {label}) 640x480: {n / wall:.1f} fps, "
                   f"{wall:.1f} s for {n} frames, max RSS {rss:.0f} MB", flush=True)
-
-        if args.long_1080p:
-            src = Path(tmp) / "long.mp4"
-            make_file(src, args.long_1080p, (1080, 1920))
-            wall, rss = run_cli(["edit", str(src), "-o", str(Path(tmp) / "long_out.mp4"), "--target-hr", "80",
-                                 "--overwrite", "--no-figure"])  # default settings: medium, verify
-            m = int(args.long_1080p * 30)
-            print(f"1080p {args.long_1080p:.0f} s ({m} frames): {m / wall:.1f} fps, peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

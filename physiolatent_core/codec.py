@@ -19,6 +19,9 @@ pulse is left as measured: the codec acts on the original's own pulse too.)
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from scipy import signal
 
@@ -75,11 +78,6 @@ def colour_response(
         float64 [3], each channel's kept fraction of the test pulse in the mask-weighted
         mean skin colour, clipped to :data:`RESPONSE_RANGE`.
     """
-    from .rppg import extract_rgb
-    from .video import encode_decode
-
-    if frames.dtype == np.uint8:
-        frames = frames.astype(np.float32) / 255.0
     t = len(frames)
     test_hz = min(test_hz, 0.3 * fps)  # below Nyquist with room for the band-pass
     if t < 4 * fps / test_hz:  # four cycles of the test pulse
@@ -87,20 +85,45 @@ def colour_response(
     if face_mask.sum() < 1.0:
         raise InputError("the codec sample has an empty face mask: no skin to measure the codec on.")
     wave = np.sqrt(2.0) * np.sin(2 * np.pi * test_hz * np.arange(t) / fps)  # unit RMS
-    weight = np.minimum(np.asarray(face_mask, np.float32) * 2.0, 1.0)[..., None]
-    # float32 throughout: the sample is seconds of video, and float64 doubles the cost.
-    change = frames * weight * np.float32(-amplitude)
-    change *= (wave.astype(np.float32)[:, None, None, None] * np.asarray(direction, np.float32))
     # The test pulse with both signs: the difference of the two encodes holds it twice,
     # while the codec's other differences between two encodes stay the same size.
-    up = np.clip(frames + change, 0.0, 1.0, out=np.empty_like(frames))
-    down = np.clip(frames - change, 0.0, 1.0, out=change)
-    kept_up = extract_rgb(encode_decode(up, fps, crf=crf, quantize=quantize, preset=preset), face_mask)
-    kept_down = extract_rgb(encode_decode(down, fps, crf=crf, quantize=quantize, preset=preset), face_mask)
+    change = (-amplitude, wave, direction)
+    sent_up, kept_up = _round_trip(frames, face_mask, fps, change, +1.0, crf, quantize, preset)
+    sent_down, kept_down = _round_trip(frames, face_mask, fps, change, -1.0, crf, quantize, preset)
+    intended = sent_up / np.maximum(sent_down, 1e-6) - 1.0
     kept = kept_up / np.maximum(kept_down, 1e-6) - 1.0
-    intended = extract_rgb(up, face_mask) / np.maximum(extract_rgb(down, face_mask), 1e-6) - 1.0
     # Only the test frequency: the codec's other differences between the two encodes are noise.
     sos = signal.butter(2, [0.8 * test_hz, 1.2 * test_hz], btype="bandpass", fs=fps, output="sos")
     intended, kept = signal.sosfiltfilt(sos, intended, axis=0), signal.sosfiltfilt(sos, kept, axis=0)
     gain = (kept * intended).sum(axis=0) / np.maximum((intended * intended).sum(axis=0), 1e-18)
     return np.clip(gain, *RESPONSE_RANGE)
+
+
+def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset, chunk: int = 16):
+    """Add ``sign * frames * scale * wave(t) * direction`` inside the mask (``change`` is
+    ``(scale, wave [t], direction [3])``), save with H.264 and read back, chunk by chunk (a
+    1080p face sample is gigabytes as float32). Returns the mean skin colour [t,3] of what
+    was sent and of what came back."""
+    from .rppg import extract_rgb
+    from .video import VideoWriter, iter_frames
+
+    scale, wave, direction = np.float32(change[0]), change[1].astype(np.float32), np.asarray(change[2], np.float32)
+    sent, kept = [], []
+    with tempfile.TemporaryDirectory(prefix="physiolatent-codec-") as tmp:
+        path = Path(tmp) / "sample.mp4"
+        with VideoWriter(path, fps, crf=crf, quantize=quantize, preset=preset) as writer:
+            for s in range(0, len(frames), chunk):
+                part = frames[s : s + chunk]
+                part = part.astype(np.float32) / 255.0 if part.dtype == np.uint8 else np.asarray(part, np.float32)
+                mask = np.asarray(face_mask[s : s + chunk], np.float32)
+                delta = part * np.minimum(mask * 2.0, 1.0)[..., None] * scale
+                delta *= wave[s : s + chunk, None, None, None] * direction
+                edited = np.clip(part + sign * delta, 0.0, 1.0)
+                sent.append(extract_rgb(edited, mask))
+                writer.write(edited)
+        start = 0
+        for decoded in iter_frames(path, chunk_frames=chunk):
+            h, w = face_mask.shape[1:]
+            kept.append(extract_rgb(decoded[:, :h, :w], face_mask[start : start + len(decoded)]))
+            start += len(decoded)
+    return np.concatenate(sent), np.concatenate(kept)
