@@ -64,7 +64,7 @@ def colour_response(
     Args:
         frames: [t,h,w,3] float 0..1 or uint8, a sample of the clip (2-4 s is enough),
             already cropped around the face (see :func:`sample_box`).
-        face_mask: [t,h,w] soft skin mask of the sample.
+        face_mask: [t,h,w] soft skin mask of the sample, float 0..1 or uint8 0..255.
         fps: frame rate.
         direction: [3] relative colour change per unit pulse (green component ~1).
         amplitude: RMS of the test pulse, as a fraction of the pixel value: the strength
@@ -82,7 +82,7 @@ def colour_response(
     test_hz = min(test_hz, 0.3 * fps)  # below Nyquist with room for the band-pass
     if t < 4 * fps / test_hz:  # four cycles of the test pulse
         raise InputError(f"a codec sample of {t} frames is too short: use at least {int(4 * fps / test_hz) + 1}.")
-    if face_mask.sum() < 1.0:
+    if face_mask.max() <= 0:
         raise InputError("the codec sample has an empty face mask: no skin to measure the codec on.")
     wave = np.sqrt(2.0) * np.sin(2 * np.pi * test_hz * np.arange(t) / fps)  # unit RMS
     # The test pulse with both signs: the difference of the two encodes holds it twice,
@@ -115,7 +115,7 @@ def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset, chu
             for s in range(0, len(frames), chunk):
                 part = frames[s : s + chunk]
                 part = part.astype(np.float32) / 255.0 if part.dtype == np.uint8 else np.asarray(part, np.float32)
-                mask = np.asarray(face_mask[s : s + chunk], np.float32)
+                mask = _mask_float(face_mask[s : s + chunk])
                 delta = part * np.minimum(mask * 2.0, 1.0)[..., None] * scale
                 delta *= wave[s : s + chunk, None, None, None] * direction
                 edited = np.clip(part + sign * delta, 0.0, 1.0)
@@ -124,6 +124,10 @@ def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset, chu
         start = 0
         for decoded in iter_frames(path, chunk_frames=chunk):
             h, w = face_mask.shape[1:]
-            kept.append(extract_rgb(decoded[:, :h, :w], face_mask[start : start + len(decoded)]))
+            kept.append(extract_rgb(decoded[:, :h, :w], _mask_float(face_mask[start : start + len(decoded)])))
             start += len(decoded)
     return np.concatenate(sent), np.concatenate(kept)
+
+
+def _mask_float(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else np.asarray(mask, np.float32)

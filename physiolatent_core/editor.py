@@ -146,8 +146,11 @@ class PulseEditor:
         self.codec = dict(crf=int(codec_crf), quantize=codec_quantize, preset=codec_preset, test_hz=test_hz)
         # Six cycles of the test rate, at least CODEC_SAMPLE_S.
         self._sample_frames = int(round(max(CODEC_SAMPLE_S, 6.0 / test_hz) * self.fps))
-        self._sample: list[np.ndarray] = []  # uint8 face-region crops of the first frames
-        self._sample_mask: list[np.ndarray] = []
+        # The first seconds of the face region, uint8 (a 1080p face is ~1 GB as float32):
+        self._sample: np.ndarray | None = None  # [n, h, w, 3] RGB
+        self._sample_mask: np.ndarray | None = None  # [n, h, w], mask * 255
+        self._sample_len = 0
+        self._gain: np.ndarray | None = None  # measured once, in the first plan()
         self._sample_box: tuple[int, int, int, int] | None = None
         self._colours: list[np.ndarray] = []  # per chunk [t, K, 3]
         self._weights: list[np.ndarray] = []  # per chunk [t, K]
@@ -183,7 +186,7 @@ class PulseEditor:
 
     def _keep_sample(self, frames: np.ndarray, face_mask: np.ndarray) -> None:
         """Keep the first seconds of the face region (``_sample_frames``) to measure the codec on."""
-        need = self._sample_frames - sum(len(s) for s in self._sample)
+        need = self._sample_frames - self._sample_len
         if need <= 0:
             return
         if self._sample_box is None:
@@ -194,21 +197,28 @@ class PulseEditor:
             # Around the first face (so any chunking gives the same sample), with a wide
             # margin: it must hold 3 s of head motion, and x264's decisions near the face
             # depend on its surroundings (a tight crop measured 10-20 % off the whole frame).
-            self._sample_box = sample_box(face_mask[:1], margin=0.75)
+            self._sample_box = x0, y0, x1, y1 = sample_box(face_mask[:1], margin=0.75)
+            self._sample = np.empty((self._sample_frames, y1 - y0, x1 - x0, 3), np.uint8)
+            self._sample_mask = np.empty((self._sample_frames, y1 - y0, x1 - x0), np.uint8)
         x0, y0, x1, y1 = self._sample_box
-        crop = frames[:need, y0:y1, x0:x1]
-        if crop.dtype != np.uint8:
-            crop = np.clip(np.rint(crop * 255.0), 0, 255).astype(np.uint8)
-        self._sample.append(crop)
-        self._sample_mask.append(np.asarray(face_mask[:need, y0:y1, x0:x1], np.float32))
+        crop, mask = frames[:need, y0:y1, x0:x1], face_mask[:need, y0:y1, x0:x1]
+        at = slice(self._sample_len, self._sample_len + len(crop))
+        self._sample[at] = crop if crop.dtype == np.uint8 else np.clip(np.rint(crop * 255.0), 0, 255)
+        self._sample_mask[at] = np.clip(np.rint(mask * 255.0), 0, 255)
+        self._sample_len += len(crop)
 
     def _codec_gain(self) -> np.ndarray:
         """Per-channel fraction [3] of a colour change that the output path keeps (1 = lossless)."""
         if self.robust_to != "h264":
             return np.ones(3)
-        sample, mask = np.concatenate(self._sample), np.concatenate(self._sample_mask)
-        return colour_response(sample, mask, self.fps, BLOOD_VOLUME_DIRECTION, amplitude=self.amplitude,
-                               **self.codec)
+        if self._gain is None:
+            if self._sample is None:
+                raise InputError("no face was found in any frame: nothing to measure the codec on.")
+            n = self._sample_len
+            self._gain = colour_response(self._sample[:n], self._sample_mask[:n], self.fps, BLOOD_VOLUME_DIRECTION,
+                                         amplitude=self.amplitude, **self.codec)
+            self._sample = self._sample_mask = None  # not needed any more
+        return self._gain
 
     # ---------------------------------------------------------------- plan
     def plan(self) -> dict:
