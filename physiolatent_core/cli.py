@@ -500,8 +500,9 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
         rgb_after.append(extract_rgb(saved, masker(original)))
         meter.update(saved, original)
         if kind == "h264" and seen < head_frames:
+            # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
             keep = head_frames - seen
-            codec_head.append((original[:keep].copy(), saved[:keep].copy()))
+            codec_head.append((_to_uint8(original[:keep]), _to_uint8(saved[:keep])))
         seen += len(original)
     rgb_after = np.concatenate(rgb_after)
     if next(saved_chunks, None) is not None:
@@ -551,18 +552,35 @@ def _output_paths(args, outputs: _Outputs, input_path: Path):
 def _codec_reference(frames, saved, fps: float, crf: int, seed: int, preset: str = "medium") -> dict:
     """Fidelity of a lossy save against the input through the same writer (dither +
     libx264 at this crf): the edit's cost without the codec's own loss. Measured on the
-    first ``CODEC_REFERENCE_S`` seconds, so long clips need no second full encode."""
-    from .verify import psnr_db, ssim
-    from .video import encode_decode
+    first ``CODEC_REFERENCE_S`` seconds (``frames``, ``saved``: uint8 [t,H,W,3]), so long
+    clips need no second full encode; chunk by chunk, so 1080p stays small."""
+    from .verify import FidelityMeter
+    from .video import VideoWriter, iter_frames, to_float
 
-    encoded = encode_decode(frames, fps, codec="h264", crf=crf, quantize="dither", seed=seed, preset=preset)
+    n, (h, w) = len(frames), frames.shape[1:3]
+    edit_vs_reference, reference_vs_input = FidelityMeter(n), FidelityMeter(n)
+    with tempfile.TemporaryDirectory(prefix="physiolatent-reference-") as tmp:
+        path = Path(tmp) / "reference.mp4"
+        with VideoWriter(path, fps, crf=crf, seed=seed, preset=preset, quantize="dither") as writer:
+            for s in range(0, n, 8):
+                writer.write(to_float(frames[s : s + 8]))
+        start = 0
+        for encoded in iter_frames(path, chunk_frames=8):
+            encoded, at = encoded[:, :h, :w], slice(start, start + len(encoded))
+            edit_vs_reference.update(to_float(saved[at]), encoded)
+            reference_vs_input.update(encoded, to_float(frames[at]))
+            start += len(encoded)
     return {
-        "description": f"first {len(frames)} frames of the input encoded with the same settings "
+        "description": f"first {n} frames of the input encoded with the same settings "
                        f"(H.264 crf {crf}, dithered)",
-        "psnr_db": psnr_db(saved, encoded),
-        "ssim": ssim(saved, encoded)[0],
-        "codec_only_psnr_db": psnr_db(encoded, frames),
+        "psnr_db": edit_vs_reference.psnr_db,
+        "ssim": edit_vs_reference.ssim,
+        "codec_only_psnr_db": reference_vs_input.psnr_db,
     }
+
+
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
 
 
 def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
