@@ -37,17 +37,19 @@ from .verify import jsonable
 from .video import X264_PRESETS
 
 MIN_DURATION_S = 4.0
-# Frames decoded at once: about 16 Mpixel per chunk (52 frames at 640x480, 8 at 1080p),
-# so a chunk of float32 frames stays near 200 MB whatever the resolution.
-CHUNK_PIXELS = 16_000_000
+# Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 4 at 1080p),
+# so a chunk of float32 frames stays near 100 MB whatever the resolution.
+CHUNK_PIXELS = 8_000_000
+CACHE_BYTES = 1 << 30  # clips up to 1 GiB of 8-bit frames are decoded once (10 s of 1080p: 1.9 GB, streamed)
+CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
+CODEC_REFERENCE_PIXELS = 64_000_000  # ... at most (1 s of 1080p): the copies are kept during the verify pass
+LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
+DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
 
 
 def _chunk_frames(info) -> int:
     return int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 4, 64))
-CACHE_BYTES = 1 << 30  # clips up to 1 GiB of 8-bit frames are decoded once (10 s of 1080p: 1.9 GB, streamed)
-CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
-LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
-DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
+
 
 # --------------------------------------------------------------------------- arguments
 
@@ -488,7 +490,8 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
 
     masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
     codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
-    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)))
+    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
+                      max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
     saved_chunks = iter_frames(Path(written_video), chunk_frames=source.chunk_frames)
     seen = 0
     for original in source.chunks("verifying"):
