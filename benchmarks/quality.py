@@ -199,7 +199,11 @@ if __name__ == "__main__":
     ap.add_argument("--clips", nargs="+", help="only clips whose name contains one of these")
     ap.add_argument("--summarise", nargs="+", type=Path, help="only merge cases.jsonl files into a summary")
     ap.add_argument("--real-seconds", type=float, default=12.0, help="length read from each real video (default 12)")
+    ap.add_argument("--no-codec-compensation", action="store_true",
+                    help="ablation: the editor does not measure or compensate the codec's colour response")
     args = ap.parse_args()
+    if args.no_codec_compensation:
+        editor.PulseEditor._codec_gain = lambda self: np.ones(3)
     if args.summarise:
         rows = [json.loads(line) for f in args.summarise for line in open(f)]
         print(json.dumps(summarise(rows), indent=2))
