@@ -486,7 +486,7 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
     from .face import SkinMasker
     from .rppg import extract_rgb
     from .verify import FidelityMeter, verify_traces
-    from .video import iter_frames
+    from .video import iter_frames, quantize_to_uint8
 
     masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
     codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
@@ -505,7 +505,7 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
         if kind == "h264" and seen < head_frames:
             # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
             keep = head_frames - seen
-            codec_head.append((_to_uint8(original[:keep]), _to_uint8(saved[:keep])))
+            codec_head.append((quantize_to_uint8(original[:keep], "round"), quantize_to_uint8(saved[:keep], "round")))
         seen += len(original)
     rgb_after = np.concatenate(rgb_after)
     if next(saved_chunks, None) is not None:
@@ -558,21 +558,16 @@ def _codec_reference(frames, saved, fps: float, crf: int, seed: int, preset: str
     first ``CODEC_REFERENCE_S`` seconds (``frames``, ``saved``: uint8 [t,H,W,3]), so long
     clips need no second full encode; chunk by chunk, so 1080p stays small."""
     from .verify import FidelityMeter
-    from .video import VideoWriter, iter_frames, to_float
+    from .video import encode_decode_chunks, to_float
 
-    n, (h, w) = len(frames), frames.shape[1:3]
+    n = len(frames)
     edit_vs_reference, reference_vs_input = FidelityMeter(n), FidelityMeter(n)
-    with tempfile.TemporaryDirectory(prefix="physiolatent-reference-") as tmp:
-        path = Path(tmp) / "reference.mp4"
-        with VideoWriter(path, fps, crf=crf, seed=seed, preset=preset, quantize="dither") as writer:
-            for s in range(0, n, 8):
-                writer.write(to_float(frames[s : s + 8]))
-        start = 0
-        for encoded in iter_frames(path, chunk_frames=8):
-            encoded, at = encoded[:, :h, :w], slice(start, start + len(encoded))
-            edit_vs_reference.update(to_float(saved[at]), encoded)
-            reference_vs_input.update(encoded, to_float(frames[at]))
-            start += len(encoded)
+    chunks = (to_float(frames[s : s + 8]) for s in range(0, n, 8))
+    encoded_chunks = encode_decode_chunks(chunks, fps, crf=crf, quantize="dither", preset=preset, seed=seed)
+    for i, encoded in enumerate(encoded_chunks):
+        at = slice(8 * i, 8 * i + len(encoded))
+        edit_vs_reference.update(to_float(saved[at]), encoded)
+        reference_vs_input.update(encoded, to_float(frames[at]))
     return {
         "description": f"first {n} frames of the input encoded with the same settings "
                        f"(H.264 crf {crf}, dithered)",
@@ -580,10 +575,6 @@ def _codec_reference(frames, saved, fps: float, crf: int, seed: int, preset: str
         "ssim": edit_vs_reference.ssim,
         "codec_only_psnr_db": reference_vs_input.psnr_db,
     }
-
-
-def _to_uint8(frames: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
 
 
 def _trajectory_check(rgb, fps, aim_curve, band) -> dict:

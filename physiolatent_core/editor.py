@@ -45,6 +45,7 @@ from .errors import InputError
 from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
 from .rppg import ESTIMATORS
 from .rppg.hr import check_duration, estimate_hr, hr_over_time
+from .video import quantize_to_uint8
 
 # Blood-volume pulse direction in normalised RGB (de Haan & van Leest 2014), scaled so
 # the green component is 1: the colour change per unit green change.
@@ -203,8 +204,8 @@ class PulseEditor:
         x0, y0, x1, y1 = self._sample_box
         crop, mask = frames[:need, y0:y1, x0:x1], face_mask[:need, y0:y1, x0:x1]
         at = slice(self._sample_len, self._sample_len + len(crop))
-        self._sample[at] = crop if crop.dtype == np.uint8 else np.clip(np.rint(crop * 255.0), 0, 255)
-        self._sample_mask[at] = np.clip(np.rint(mask * 255.0), 0, 255)
+        self._sample[at] = crop if crop.dtype == np.uint8 else quantize_to_uint8(crop, "round")
+        self._sample_mask[at] = quantize_to_uint8(mask, "round")
         self._sample_len += len(crop)
 
     def _codec_gain(self) -> np.ndarray:

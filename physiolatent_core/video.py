@@ -143,7 +143,9 @@ def _read_image(path: Path) -> tuple[np.ndarray, int]:
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8/uint16 → float32 0..1 in one pass."""
+    """uint8/uint16 → float32 0..1 in one pass (float input: as float32, unscaled)."""
+    if pixels.dtype.kind == "f":
+        return np.asarray(pixels, np.float32)
     scale = 1.0 / np.iinfo(pixels.dtype).max
     return np.multiply(pixels, np.float32(scale), dtype=np.float32)
 
@@ -594,12 +596,24 @@ def encode_decode(frames, fps, codec="h264", crf=23, quantize="truncate", preset
     The default is ComfyUI's core SaveVideo: truncate to uint8, libx264 crf 23 preset
     medium, yuv420p. ``codec="ffv1"`` is lossless, so only ``quantize`` acts.
     """
+    frames = np.asarray(frames)
+    chunks = (frames[i : i + 64] for i in range(0, len(frames), 64))
+    return np.concatenate(list(encode_decode_chunks(chunks, fps, codec, crf, quantize, preset, seed, chunk_frames=64)))
+
+
+def encode_decode_chunks(chunks, fps, codec="h264", crf=23, quantize="truncate", preset="medium", seed=0,
+                         chunk_frames: int = 8) -> Iterator[np.ndarray]:
+    """Streaming :func:`encode_decode`: save an iterable of [t, H, W, 3] chunks, then yield
+    the saved clip back as float32 chunks of ``chunk_frames`` frames (same H, W). Only
+    one chunk is in memory at a time, so it suits 1080p; consume the generator fully."""
     suffix = {"h264": ".mp4", "ffv1": ".mkv"}.get(codec)
     if suffix is None:
         raise InputError(f"unknown codec {codec!r}: choose 'h264' or 'ffv1'.")
-    frames = np.asarray(frames)
     with tempfile.TemporaryDirectory(prefix="physiolatent-") as tmp:
-        out = write_video(Path(tmp) / f"clip{suffix}", frames, fps, crf=crf, quantize=quantize, seed=seed,
-                          preset=preset)
-        decoded, _ = read_video(out)
-    return decoded[:, : frames.shape[1], : frames.shape[2]]  # drop the padding of odd sizes
+        path = Path(tmp) / f"clip{suffix}"
+        with VideoWriter(path, fps, crf=crf, quantize=quantize, seed=seed, preset=preset) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            height, width = writer._size
+        for decoded in iter_frames(path, chunk_frames=chunk_frames):
+            yield decoded[:, :height, :width]  # drop the padding of odd sizes
