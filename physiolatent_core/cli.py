@@ -12,8 +12,9 @@ which separates the edit's cost from the codec's.
 
 Errors the user can act on (``PhysioLatentError``) print as ``error: <message>`` on
 stderr with exit code 2 and no traceback; outputs already written by the failing run
-are removed, so a failure leaves nothing behind. The whole clip is held in memory
-(about four copies of float32 frames: input, edit, read-back, codec reference).
+are removed, so a failure leaves nothing behind. The clip is streamed in chunks of about
+``CHUNK_PIXELS`` (see ``_edit_or_remove`` for the passes); a worker thread decodes the
+next chunk, and encodes the last edited one, while the main thread works on the current.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ MIN_DURATION_S = 4.0
 CHUNK_PIXELS = 8_000_000
 CACHE_BYTES = 1 << 30  # clips up to 1 GiB of 8-bit frames are decoded once (10 s of 1080p: 1.9 GB, streamed)
 CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
-CODEC_REFERENCE_PIXELS = 64_000_000  # ... at most (1 s of 1080p): the copies are kept during the verify pass
+CODEC_REFERENCE_PIXELS = 32_000_000  # ... at most (0.5 s of 1080p): the copies are kept during the verify pass
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
 DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
 
@@ -326,7 +327,7 @@ class _Source:
 
     def chunks(self, desc: str):
         """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar."""
-        from .video import to_float, iter_frames
+        from .video import iter_frames, prefetch, to_float
 
         total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
         if self._cache is not None:
@@ -335,7 +336,9 @@ class _Source:
             raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True)
             if self._cacheable:
                 raw = self._filling(raw)
-        return _progress((to_float(c) for c in raw), self.args.quiet, desc=desc, unit="chunk", total=total)
+        # The next chunk is decoded while the caller works on this one.
+        floats = prefetch(to_float(c) for c in raw)
+        return _progress(floats, self.args.quiet, desc=desc, unit="chunk", total=total)
 
     def _filling(self, raw):
         kept, size = [], 0
@@ -374,7 +377,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     from .rppg import extract_rgb
     from .rppg.hr import check_duration
     from .verify import plot_pulse, save_figure
-    from .video import VideoWriter, probe_video
+    from .video import Behind, VideoWriter, probe_video
 
     timings = _Stopwatch()
     lap = timings.lap
@@ -422,9 +425,9 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     target_path = str(out_path) + ("/" if kind == "png" else "")
     masker, start = SkinMasker(track), 0
     with VideoWriter(target_path, fps, crf=args.crf, overwrite=args.overwrite, seed=args.seed,
-                     input_path=input_path, preset=args.preset) as writer:
+                     input_path=input_path, preset=args.preset) as writer, Behind(writer.write) as write:
         for chunk in source.chunks("editing"):
-            writer.write(editor.apply(chunk, masker(chunk), start, inplace=True))
+            write(editor.apply(chunk, masker(chunk), start, inplace=True))  # encoded while the next is edited
             start += len(chunk)
     written_video = str(writer.path)
     outputs.done(written_video)
@@ -471,6 +474,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         "trajectory": trajectory,
         "codec_reference": codec_reference,
         "timings_s": timings.as_dict(),
+        "peak_memory_mb": timings.peak_mb,
     })
     _write_json(report_path, report)
     outputs.done(report_path)
@@ -486,13 +490,13 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
     from .face import SkinMasker
     from .rppg import extract_rgb
     from .verify import FidelityMeter, verify_traces
-    from .video import iter_frames, quantize_to_uint8
+    from .video import iter_frames, prefetch, quantize_to_uint8
 
     masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
-    codec_head: list[tuple[np.ndarray, np.ndarray]] = []  # first frames, for the codec reference
     head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
                       max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
-    saved_chunks = iter_frames(Path(written_video), chunk_frames=source.chunk_frames)
+    head_in = head_saved = None  # the first frames of both clips, 8-bit, for the codec reference
+    saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames))
     seen = 0
     for original in source.chunks("verifying"):
         # Both files are decoded in chunks of the same length, so the chunks line up.
@@ -504,8 +508,11 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
         meter.update(saved, original)
         if kind == "h264" and seen < head_frames:
             # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
-            keep = head_frames - seen
-            codec_head.append((quantize_to_uint8(original[:keep], "round"), quantize_to_uint8(saved[:keep], "round")))
+            if head_in is None:
+                head_in, head_saved = (np.empty((head_frames, *original.shape[1:]), np.uint8) for _ in range(2))
+            at = slice(seen, min(seen + len(original), head_frames))
+            head_in[at] = quantize_to_uint8(original[: at.stop - seen], "round")
+            head_saved[at] = quantize_to_uint8(saved[: at.stop - seen], "round")
         seen += len(original)
     rgb_after = np.concatenate(rgb_after)
     if next(saved_chunks, None) is not None:
@@ -515,27 +522,42 @@ def _read_back(written_video: str, source: _Source, track, kind: str, args, n_fr
                             band_bpm=band)
     checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
     codec_reference = None
-    if codec_head:
-        head_in = np.concatenate([a for a, _ in codec_head])
-        head_saved = np.concatenate([b for _, b in codec_head])
+    if head_in is not None:
         codec_reference = _codec_reference(head_in, head_saved, fps, args.crf, args.seed, args.preset)
     return rgb_after, checked, codec_reference
 
 
 class _Stopwatch:
-    """Seconds per pipeline stage: ``lap(name)`` closes the stage that ran since the last lap."""
+    """Seconds per pipeline stage: ``lap(name)`` closes the stage that ran since the last lap.
+
+    Also the process's peak memory so far at the end of each stage (where the OS reports
+    it), which shows the stage that set the peak."""
 
     def __init__(self):
         self._last = time.perf_counter()
         self._laps: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self._laps[name] = round(now - self._last, 3)
         self._last = now
+        peak = _peak_rss_mb()
+        if peak is not None:
+            self.peak_mb[name] = peak
 
     def as_dict(self) -> dict[str, float]:
         return {**self._laps, "total": round(sum(self._laps.values()), 3)}
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MB (None where unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)  # bytes on macOS, KB on Linux
 
 
 def _output_paths(args, outputs: _Outputs, input_path: Path):

@@ -19,6 +19,8 @@ pulse is left as measured: the codec acts on the original's own pulse too.)
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import signal
 
@@ -27,6 +29,8 @@ from .errors import InputError
 #: Gains outside this range mean the measurement failed (a face too small, a clip too
 #: dark); they are clipped so the correction never grows more than 2.5x.
 RESPONSE_RANGE = (0.4, 1.2)
+CHUNK_PIXELS = 4_000_000  # per chunk of a round trip
+PARALLEL_MAX_PIXELS = 640 * 480  # both round trips at once up to this sample size
 
 
 def sample_box(face_mask: np.ndarray, margin: float = 0.25, align: int = 16) -> tuple[int, int, int, int]:
@@ -85,8 +89,14 @@ def colour_response(
     # The test pulse with both signs: the difference of the two encodes holds it twice,
     # while the codec's other differences between two encodes stay the same size.
     change = (-amplitude, wave, direction)
-    sent_up, kept_up = _round_trip(frames, face_mask, fps, change, +1.0, crf, quantize, preset)
-    sent_down, kept_down = _round_trip(frames, face_mask, fps, change, -1.0, crf, quantize, preset)
+    # Two threads: x264 and most of the rest release the GIL, and one encode alone leaves
+    # a core idle during its dither and decode. Not for large samples (a 1080p face), where
+    # a second x264 instance costs more memory than it saves time.
+    workers = 2 if frames.shape[1] * frames.shape[2] <= PARALLEL_MAX_PIXELS else 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codec") as pool:
+        up, down = (pool.submit(_round_trip, frames, face_mask, fps, change, sign, crf, quantize, preset)
+                    for sign in (+1.0, -1.0))
+        (sent_up, kept_up), (sent_down, kept_down) = up.result(), down.result()
     intended = sent_up / np.maximum(sent_down, 1e-6) - 1.0
     kept = kept_up / np.maximum(kept_down, 1e-6) - 1.0
     # Only the test frequency: the codec's other differences between the two encodes are noise.
@@ -96,7 +106,7 @@ def colour_response(
     return np.clip(gain, *RESPONSE_RANGE)
 
 
-def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset, chunk: int = 16):
+def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset):
     """Add ``sign * frames * scale * wave(t) * direction`` inside the mask (``change`` is
     ``(scale, wave [t], direction [3])``), save with H.264 and read back, chunk by chunk (a
     1080p face sample is gigabytes as float32). Returns the mean skin colour [t,3] of what
@@ -104,6 +114,9 @@ def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset, chu
     from .rppg import extract_rgb
     from .video import encode_decode_chunks, to_float
 
+    # About 4 Mpixel per chunk (16 frames of a 640x480 face region, 4 of a 1080p one):
+    # two of these run at once, each with a few float32 copies of its chunk.
+    chunk = int(np.clip(CHUNK_PIXELS // max(frames.shape[1] * frames.shape[2], 1), 2, 16))
     scale, wave, direction = np.float32(change[0]), change[1].astype(np.float32), np.asarray(change[2], np.float32)
     sent = []
 

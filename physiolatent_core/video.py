@@ -46,10 +46,11 @@ import shutil
 import tempfile
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
 import cv2
@@ -402,10 +403,71 @@ def quantize_to_uint8(frames, method: str = "dither", state: DitherState | None 
 def _rgb_to_ycbcr420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RGB [H, W, 3] float 0..1 (even H, W) → BT.709 limited-range code values, float32:
     Y [H, W], Cb and Cr [H/2, W/2] (each chroma sample is the mean of its 2x2 pixels)."""
-    ycc = cv2.transform(rgb, _RGB_TO_YCBCR)  # per-pixel 3x4 affine map, SIMD
     h, w = rgb.shape[:2]
-    chroma = cv2.resize(ycc[..., 1:], (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # exact 2x2 means
-    return np.ascontiguousarray(ycc[..., 0]), chroma[..., 0], chroma[..., 1]
+    luma = cv2.transform(rgb, _RGB_TO_YCBCR[:1])  # per-pixel affine map, SIMD
+    # The map is affine, so the chroma of the 2x2 mean colour is the mean of the 2x2 chroma;
+    # averaging RGB first converts a quarter of the pixels.
+    half = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # exact 2x2 means
+    chroma = cv2.transform(half, _RGB_TO_YCBCR[1:])
+    return luma, np.ascontiguousarray(chroma[..., 0]), np.ascontiguousarray(chroma[..., 1])
+
+
+# ----------------------------------------------------------------------------- overlap
+
+# Decoding, x264 and most numpy/OpenCV work release the GIL, so one worker thread that
+# decodes the next chunk (or encodes the last one) while the caller works on this one
+# keeps both cores of a small machine busy.
+
+_END = object()
+
+
+def prefetch(chunks: Iterable) -> Iterator:
+    """Yield the items of ``chunks`` in order while a worker thread produces the next one."""
+    items = iter(chunks)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        upcoming = pool.submit(next, items, _END)
+        while (item := upcoming.result()) is not _END:
+            upcoming = pool.submit(next, items, _END)
+            yield item
+
+
+class Behind:
+    """Call ``fn(item)`` in a worker thread, at most one call behind the caller.
+
+    >>> with VideoWriter(path, fps) as writer, Behind(writer.write) as write:
+    ...     for chunk in chunks: write(edit(chunk))   # encodes chunk k while chunk k+1 is edited
+
+    ``fn`` must not need ``item`` to stay unchanged after it returns, and the caller must
+    not change ``item`` after passing it. An error in a call is raised by the next call
+    or on leaving the ``with`` block.
+    """
+
+    def __init__(self, fn: Callable):
+        self._fn = fn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="behind")
+        self._pending = None
+
+    def __call__(self, item) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._fn, item)
+
+    def wait(self) -> None:
+        """Block until the last call finished; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> Behind:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self._pending is not None:
+                self._pending.exception()  # let it finish; the caller's error wins
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 # ----------------------------------------------------------------------------- writing

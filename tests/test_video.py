@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.signal import periodogram
 
+from physiolatent_core import video
 from physiolatent_core.errors import InputError, VideoError
 from physiolatent_core.video import (
     DitherState,
@@ -388,3 +389,35 @@ def test_real_videos_probe():
     assert naber.variable_fps and naber.fps == pytest.approx(29.5, abs=0.05) and naber.num_frames == 907
     chunk = next(iter_frames(SHARED_DATA / "naber_rppg_video.mp4", chunk_frames=16))
     assert chunk.shape == (16, 240, 320, 3) and 0.05 < chunk.mean() < 0.95
+
+
+def test_prefetch_keeps_order_and_raises_the_sources_error():
+    assert list(video.prefetch(range(7))) == list(range(7))
+    assert list(video.prefetch([])) == []
+
+    def failing():
+        yield 1
+        raise VideoError("damaged")
+
+    got = []
+    with pytest.raises(VideoError, match="damaged"):
+        for item in video.prefetch(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_behind_calls_in_order_and_reports_errors():
+    seen = []
+    with video.Behind(seen.append) as call:
+        for i in range(5):
+            call(i)
+    assert seen == list(range(5))  # the last call finished on leaving the block
+
+    def fail_on_two(i):
+        if i == 2:
+            raise VideoError("disk full")
+
+    with pytest.raises(VideoError, match="disk full"):
+        with video.Behind(fail_on_two) as call:
+            for i in range(4):
+                call(i)
