@@ -34,6 +34,7 @@ then ``apply`` every chunk (pass 2). Memory is ``O(T * K)`` besides the chunk it
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -151,7 +152,9 @@ class PulseEditor:
         self._sample: np.ndarray | None = None  # [n, h, w, 3] RGB
         self._sample_mask: np.ndarray | None = None  # [n, h, w], mask * 255
         self._sample_len = 0
-        self._gain: np.ndarray | None = None  # measured once, in the first plan()
+        self._gain: np.ndarray | None = None  # measured once, by the first plan()
+        self._measuring: ThreadPoolExecutor | None = None
+        self._gain_future: Future | None = None
         self._sample_box: tuple[int, int, int, int] | None = None
         self._colours: list[np.ndarray] = []  # per chunk [t, K, 3]
         self._weights: list[np.ndarray] = []  # per chunk [t, K]
@@ -207,18 +210,34 @@ class PulseEditor:
         self._sample[at] = crop if crop.dtype == np.uint8 else quantize_to_uint8(crop, "round")
         self._sample_mask[at] = quantize_to_uint8(mask, "round")
         self._sample_len += len(crop)
+        if self._sample_len == self._sample_frames:
+            # Complete: measure the codec in a worker thread while the caller observes the
+            # rest of the clip (x264 releases the GIL); plan() waits for it.
+            self._measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-gain")
+            self._gain_future = self._measuring.submit(self._measure_codec)
+
+    def _measure_codec(self) -> np.ndarray:
+        n = self._sample_len
+        gain = colour_response(self._sample[:n], self._sample_mask[:n], self.fps, BLOOD_VOLUME_DIRECTION,
+                               amplitude=self.amplitude, **self.codec)
+        self._sample = self._sample_mask = None  # not needed any more
+        return gain
 
     def _codec_gain(self) -> np.ndarray:
         """Per-channel fraction [3] of a colour change that the output path keeps (1 = lossless)."""
         if self.robust_to != "h264":
             return np.ones(3)
         if self._gain is None:
-            if self._sample is None:
+            if self._gain_future is not None:  # started when the sample was complete
+                try:
+                    self._gain = self._gain_future.result()
+                finally:
+                    self._measuring.shutdown()
+                    self._gain_future = self._measuring = None
+            elif self._sample is None:
                 raise InputError("no face was found in any frame: nothing to measure the codec on.")
-            n = self._sample_len
-            self._gain = colour_response(self._sample[:n], self._sample_mask[:n], self.fps, BLOOD_VOLUME_DIRECTION,
-                                         amplitude=self.amplitude, **self.codec)
-            self._sample = self._sample_mask = None  # not needed any more
+            else:  # the clip (with a face) is shorter than the sample: measure what there is
+                self._gain = self._measure_codec()
         return self._gain
 
     # ---------------------------------------------------------------- plan
