@@ -93,6 +93,7 @@ def test_streaming_equals_whole_clip_and_is_deterministic(clip):
     chunks = [(s, min(s + 100, len(clip.frames))) for s in range(0, len(clip.frames), 100)]
     for a, b in chunks:
         ed.observe(clip.frames[a:b], clip.skin_mask[a:b])
+    assert ed._gain_future is not None  # the codec measurement started once its 4 s sample was in
     ed.plan()
     streamed = np.concatenate([ed.apply(clip.frames[a:b], clip.skin_mask[a:b], a) for a, b in chunks])
     np.testing.assert_array_equal(streamed, whole)
