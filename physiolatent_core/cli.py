@@ -41,7 +41,10 @@ MIN_DURATION_S = 4.0
 # Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 4 at 1080p),
 # so a chunk of float32 frames stays near 100 MB whatever the resolution.
 CHUNK_PIXELS = 8_000_000
-CACHE_BYTES = 1 << 30  # clips up to 1 GiB of 8-bit frames are decoded once (10 s of 1080p: 1.9 GB, streamed)
+# Clips up to 512 MiB of 8-bit frames are decoded once and kept (640x480: 19 s at 30 fps;
+# 1080p at 24 fps or more: never, as clips under 4 s are refused). At 1 GiB, a cached 5 s
+# 1080p clip peaked at 3.13 GB (benchmarks/speed.py --only-long --long-1080p 5).
+CACHE_BYTES = 1 << 29
 CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
 CODEC_REFERENCE_PIXELS = 32_000_000  # ... at most (0.5 s of 1080p): the copies are kept during the verify pass
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
