@@ -441,9 +441,8 @@ class Behind:
     >>> with VideoWriter(path, fps) as writer, Behind(writer.write) as write:
     ...     for chunk in chunks: write(edit(chunk))   # encodes chunk k while chunk k+1 is edited
 
-    ``fn`` must not need ``item`` to stay unchanged after it returns, and the caller must
-    not change ``item`` after passing it. An error in a call is raised by the next call
-    or on leaving the ``with`` block.
+    The caller must not change ``item`` after passing it: ``fn`` reads it later, in the
+    worker. An error in a call is raised by the next call or on leaving the ``with`` block.
     """
 
     def __init__(self, fn: Callable):
