@@ -153,8 +153,7 @@ class PulseEditor:
         self._sample_mask: np.ndarray | None = None  # [n, h, w], mask * 255
         self._sample_len = 0
         self._gain: np.ndarray | None = None  # measured once, by the first plan()
-        self._measuring: ThreadPoolExecutor | None = None
-        self._gain_future: Future | None = None
+        self._gain_future: Future | None = None  # the codec measurement, once the sample is complete
         self._sample_box: tuple[int, int, int, int] | None = None
         self._colours: list[np.ndarray] = []  # per chunk [t, K, 3]
         self._weights: list[np.ndarray] = []  # per chunk [t, K]
@@ -213,8 +212,9 @@ class PulseEditor:
         if self._sample_len == self._sample_frames:
             # Complete: measure the codec in a worker thread while the caller observes the
             # rest of the clip (x264 releases the GIL); plan() waits for it.
-            self._measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-gain")
-            self._gain_future = self._measuring.submit(self._measure_codec)
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-gain")
+            self._gain_future = pool.submit(self._measure_codec)
+            pool.shutdown(wait=False)  # the submitted measurement still runs to the end
 
     def _measure_codec(self) -> np.ndarray:
         n = self._sample_len
@@ -229,11 +229,7 @@ class PulseEditor:
             return np.ones(3)
         if self._gain is None:
             if self._gain_future is not None:  # started when the sample was complete
-                try:
-                    self._gain = self._gain_future.result()
-                finally:
-                    self._measuring.shutdown()
-                    self._gain_future = self._measuring = None
+                self._gain = self._gain_future.result()
             elif self._sample is None:
                 raise InputError("no face was found in any frame: nothing to measure the codec on.")
             else:  # the clip (with a face) is shorter than the sample: measure what there is

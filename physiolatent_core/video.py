@@ -382,7 +382,7 @@ class _TileDither:
         wanted = reduce(missed, "(h a) (w c) -> h w", "mean", a=k, c=k) + self.residual
         steps = np.rint(wanted)
         self.residual = wanted - steps
-        # Whole levels: float32 holds them exactly, and halves the work of the full-size sum.
+        # Whole levels: float32 holds them exactly, and the full-size sum moves half the bytes of float64.
         out = self.held + repeat(steps.astype(np.float32), "h w -> (h a) (w c)", a=k, c=k)[:h, :w]
         return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
