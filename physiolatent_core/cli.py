@@ -45,6 +45,9 @@ CHUNK_PIXELS = 8_000_000
 # 1080p at 24 fps or more: never, as clips under 4 s are refused). At 1 GiB, a cached 5 s
 # 1080p clip peaked at 3.13 GB (benchmarks/speed.py --only-long --long-1080p 5).
 CACHE_BYTES = 1 << 29
+# The skin-mask grids of the analysis pass are kept for the edit and verify passes up to
+# this size (~11 kB a frame: 100 s at 30 fps); longer clips render their masks again.
+MASK_RECORD_BYTES = 32 << 20
 CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
 CODEC_REFERENCE_PIXELS = 32_000_000  # ... at most (0.5 s of 1080p): the copies are kept during the verify pass
 LOSSY_SUFFIXES = (".mp4", ".mov", ".m4v")
@@ -365,6 +368,13 @@ def _track(source: _Source):
     return tracker.finish()
 
 
+def _masks_again(masker):
+    """The same masks for a later pass over the input: replayed if recorded, else rendered again."""
+    from .face import SkinMasker
+
+    return masker.replay() if masker.recording else SkinMasker(masker.track)
+
+
 def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None) -> dict:
     """Shared pipeline of ``edit``, ``remove`` and ``demo``. Returns the report.
 
@@ -412,7 +422,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     source = _Source(input_path, info, args)
     track = _track(source)
     lap("face_track")
-    masker, rgb_before, n_frames = SkinMasker(track), [], 0
+    masker, rgb_before, n_frames = SkinMasker(track, record_bytes=MASK_RECORD_BYTES), [], 0
     for chunk in source.chunks("analysing"):
         mask = masker(chunk)
         editor.observe(chunk, mask)
@@ -426,11 +436,11 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
 
     # ---- pass 3: edit and write (atomic: the file appears only when complete)
     target_path = str(out_path) + ("/" if kind == "png" else "")
-    masker, start = SkinMasker(track), 0
+    masks_again, start = _masks_again(masker), 0
     with VideoWriter(target_path, fps, crf=args.crf, overwrite=args.overwrite, seed=args.seed,
                      input_path=input_path, preset=args.preset) as writer, Behind(writer.write) as write:
         for chunk in source.chunks("editing"):
-            write(editor.apply(chunk, masker(chunk), start, inplace=True))  # encoded while the next is edited
+            write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
             start += len(chunk)
     written_video = str(writer.path)
     outputs.done(written_video)
@@ -443,7 +453,8 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     checked = trajectory = codec_reference = rgb_after = None
     if not args.no_verify:
         # ---- pass 4: the file as saved, beside the input
-        rgb_after, checked, codec_reference = _read_back(written_video, source, track, kind, args, n_frames, fps,
+        rgb_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), kind, args,
+                                                         n_frames, fps,
                                                          rgb_before, methods, aim_constant, band)
         if aim is not None and aim.kind != "constant":
             trajectory = _trajectory_check(rgb_after, fps, aim_curve, band)
@@ -486,16 +497,16 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     return report
 
 
-def _read_back(written_video: str, source: _Source, track, kind: str, args, n_frames: int, fps: float,
+def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_frames: int, fps: float,
                rgb_before, methods, aim_constant, band):
-    """Pass 4: decode the saved file beside the input. Returns (colour traces of the saved
-    file [T,3], verification dict with PSNR/SSIM, codec reference or None)."""
-    from .face import SkinMasker
+    """Pass 4: decode the saved file beside the input (``masker``: a fresh skin masker of
+    the input). Returns (colour traces of the saved file [T,3], verification dict with
+    PSNR/SSIM, codec reference or None)."""
     from .rppg import extract_rgb
     from .verify import FidelityMeter, verify_traces
     from .video import iter_frames, prefetch, quantize_to_uint8
 
-    masker, meter, rgb_after = SkinMasker(track), FidelityMeter(n_frames), []
+    meter, rgb_after = FidelityMeter(n_frames), []
     head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
                       max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
     head_in = head_saved = None  # the first frames of both clips, 8-bit, for the codec reference

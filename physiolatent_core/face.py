@@ -661,10 +661,15 @@ class SkinMasker:
     coordinates (so it follows sub-pixel motion), multiplied by the skin probability
     of the area-averaged pixels under each cell (smoothed over time), and resized up
     into the frame. State: the frame counter and the smoothed colour grid.
+
+    With ``record_bytes`` it keeps each frame's grid (rows x cols float32, ~11 kB a frame
+    by default) up to that many bytes (past them it keeps none), and :meth:`replay`
+    renders the same masks again, bit for bit, without the frames' colour analysis (for
+    a later pass over the same clip).
     """
 
     def __init__(self, track: FaceTrack, *, use_colour: bool = True, colour_smooth_s: float = 0.2,
-                 soft: float = 0.06, grid: tuple[int, int] = (56, 48)):
+                 soft: float = 0.06, grid: tuple[int, int] = (56, 48), record_bytes: int = 0):
         self.track = track
         self.use_colour = use_colour and track.skin_model is not None
         # Exponential smoothing weight per frame for the colour grid: the per-pixel
@@ -674,9 +679,10 @@ class SkinMasker:
         self.grid = (int(grid[0]), int(grid[1]))
         self._t = 0
         self._colour: np.ndarray | None = None
+        self._record_frames = record_bytes // (self.grid[0] * self.grid[1] * 4)
+        self._recorded: list[tuple[np.ndarray, tuple[int, int, int, int]]] | None = [] if self._record_frames else None
 
-    def __call__(self, chunk: np.ndarray) -> np.ndarray:
-        chunk = _check_frames(chunk, "frames")
+    def _check_chunk(self, chunk: np.ndarray) -> None:
         track = self.track
         if track.frame_size is not None and tuple(chunk.shape[1:3]) != tuple(track.frame_size):
             raise InputError(
@@ -688,7 +694,23 @@ class SkinMasker:
                 f"the face track has {len(track)} frames but frame {self._t + len(chunk) - 1} was asked for; "
                 "track the whole clip first (or pass chunks of the same clip in order)."
             )
-        h, w = chunk.shape[1:3]
+
+    @property
+    def recording(self) -> bool:
+        """Whether every frame so far was recorded (``replay`` can be called)."""
+        return self._recorded is not None
+
+    def replay(self) -> "_MaskReplay":
+        """A masker that renders the masks this one rendered, in the same order, from the
+        recorded grids (the chunks it is given only set the frame size)."""
+        if self._recorded is None:
+            raise RuntimeError("replay() needs SkinMasker(..., record_bytes=...) large enough for the clip.")
+        return _MaskReplay(self, list(self._recorded))
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        chunk = _check_frames(chunk, "frames")
+        self._check_chunk(chunk)
+        track = self.track
         rows, cols = self.grid
         masks = np.zeros(chunk.shape[:3], np.float32)
         for i, frame in enumerate(chunk):
@@ -708,13 +730,11 @@ class SkinMasker:
                 else:
                     self._colour += self.alpha * (colour - self._colour)
                 grid *= self._colour
-            # Paste the part of the rectangle inside the frame.
-            cx0, cy0, cx1, cy1 = max(rx0, 0), max(ry0, 0), min(rx1, w), min(ry1, h)
-            if cx1 <= cx0 or cy1 <= cy0:
-                continue
-            interp = cv2.INTER_LINEAR if rx1 - rx0 >= cols else cv2.INTER_AREA
-            up = cv2.resize(grid, (rx1 - rx0, ry1 - ry0), interpolation=interp)
-            masks[i, cy0:cy1, cx0:cx1] = up[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0]
+            if self._recorded is not None:
+                self._recorded.append((grid, (rx0, ry0, rx1, ry1)))
+                if len(self._recorded) > self._record_frames:
+                    self._recorded = None  # over budget: keep nothing
+            _paste(masks[i], grid, (rx0, ry0, rx1, ry1))
         self._t += len(chunk)
         return masks
 
@@ -741,6 +761,42 @@ class SkinMasker:
         ycrcb = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
         out[r0:r1, c0:c1] = self.track.skin_model.probability(ycrcb)
         return cv2.GaussianBlur(out, (0, 0), 1.0, borderType=cv2.BORDER_CONSTANT)
+
+
+def _paste(mask: np.ndarray, grid: np.ndarray, rect: tuple[int, int, int, int]) -> None:
+    """Resize ``grid`` [rows, cols] onto the whole-pixel ``rect`` and write the part of it
+    inside the frame into ``mask`` [H, W]."""
+    h, w = mask.shape
+    rx0, ry0, rx1, ry1 = rect
+    cx0, cy0, cx1, cy1 = max(rx0, 0), max(ry0, 0), min(rx1, w), min(ry1, h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    interp = cv2.INTER_LINEAR if rx1 - rx0 >= grid.shape[1] else cv2.INTER_AREA
+    up = cv2.resize(grid, (rx1 - rx0, ry1 - ry0), interpolation=interp)
+    mask[cy0:cy1, cx0:cx1] = up[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0]
+
+
+class _MaskReplay:
+    """``SkinMasker.replay()``: the recorded masks again, chunk by chunk from frame 0."""
+
+    def __init__(self, masker: SkinMasker, recorded: list):
+        self._masker, self._recorded, self._t = masker, recorded, 0
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        chunk = _check_frames(chunk, "frames")
+        size = self._masker.track.frame_size
+        if size is not None and tuple(chunk.shape[1:3]) != tuple(size):
+            raise InputError(f"frames are {chunk.shape[1]}x{chunk.shape[2]}, the masks {size[0]}x{size[1]}.")
+        if self._t + len(chunk) > len(self._recorded):
+            raise InputError(
+                f"the masker recorded {len(self._recorded)} frames but frame {self._t + len(chunk) - 1} was "
+                "asked for; replay the chunks the masker rendered."
+            )
+        masks = np.zeros(chunk.shape[:3], np.float32)
+        for i in range(len(chunk)):
+            _paste(masks[i], *self._recorded[self._t + i])
+        self._t += len(chunk)
+        return masks
 
 
 def skin_mask(frames: np.ndarray, track: FaceTrack, *, use_colour: bool = True, **kwargs) -> np.ndarray:

@@ -126,6 +126,24 @@ def test_chunked_tracking_and_masks_equal_whole_clip(clip):
     np.testing.assert_allclose(chunked_mask, mask, atol=1e-5)
 
 
+def test_replayed_masks_equal_rendered_masks(clip):
+    frames, track, mask = clip
+    masker = face.SkinMasker(track, record_bytes=1 << 20)
+    rendered = np.concatenate([masker(frames[s : s + 9]) for s in range(0, len(frames), 9)])
+    assert masker.recording
+    again = masker.replay()
+    replayed = np.concatenate([again(frames[s : s + 13]) for s in range(0, len(frames), 13)])
+    np.testing.assert_array_equal(replayed, rendered)
+    with pytest.raises(InputError, match="recorded"):
+        again(frames[:1])
+    # Over its budget the masker keeps nothing and says so.
+    small = face.SkinMasker(track, record_bytes=56 * 48 * 4 * 5)
+    small(frames[:6])
+    assert not small.recording
+    with pytest.raises(RuntimeError, match="record_bytes"):
+        small.replay()
+
+
 def test_lost_frames_are_interpolated_and_flagged():
     frames = np.repeat(_moving_clip(1), 64, axis=0)
     frames[20:44] = 0.5  # face gone for 0.8 s

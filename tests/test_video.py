@@ -25,6 +25,7 @@ from physiolatent_core.video import (
     probe_video,
     quantize_to_uint8,
     read_video,
+    to_float,
     write_video,
 )
 
@@ -68,6 +69,20 @@ def test_round_and_truncate_levels():
     x = np.array([[0.0, 0.4 / 255, 0.6 / 255, 127.5 / 255, 1.0, 1.7, -0.2]], np.float32)
     assert quantize_to_uint8(x, "round").tolist() == [[0, 0, 1, 128, 255, 255, 0]]
     assert quantize_to_uint8(x, "truncate").tolist() == [[0, 0, 0, 127, 255, 255, 0]]
+
+
+def test_block_conversions_match_whole_array_arithmetic():
+    # to_float and round/truncate work a block at a time; the result must not depend on
+    # where the blocks fall (sizes not a multiple of the block, strided views, uint16).
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (3, 301, 293, 3), dtype=np.uint8)[:, ::2]
+    np.testing.assert_array_equal(to_float(codes), codes.astype(np.float32) * np.float32(1 / 255))
+    deep = rng.integers(0, 65536, (2, 17, 9), dtype=np.uint16)
+    np.testing.assert_array_equal(to_float(deep), deep.astype(np.float32) * np.float32(1 / 65535))
+    values = rng.uniform(-0.1, 1.1, (2, 301, 293, 3)).astype(np.float32)
+    scaled = np.clip(values, 0, 1) * np.float32(255)
+    np.testing.assert_array_equal(quantize_to_uint8(values, "round"), np.floor(scaled + 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(quantize_to_uint8(values, "truncate"), scaled.astype(np.uint8))
 
 
 def test_dither_keeps_mean_and_carries_state_across_chunks():
