@@ -604,7 +604,8 @@ class VideoWriter:
 
     def _write_frame(self, frame: np.ndarray) -> None:
         if self.kind == "h264" and frame.dtype != np.uint8 and self.quantize == "dither":
-            padded = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+            odd = frame.shape[0] % 2, frame.shape[1] % 2
+            padded = np.pad(frame, ((0, odd[0]), (0, odd[1]), (0, 0)), mode="edge") if any(odd) else frame
             y, cb, cr = _rgb_to_ycbcr420(np.clip(padded, 0, 1))
             planes = [self._planes[0](y), _dither_codes(cb[None], self._planes[1])[0],
                       _dither_codes(cr[None], self._planes[2])[0]]

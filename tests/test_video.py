@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tracemalloc
-import warnings
 from fractions import Fraction
 from pathlib import Path
 
