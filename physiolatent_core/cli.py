@@ -754,11 +754,27 @@ def _demo(args, outputs: _Outputs) -> dict:
     return _edit_or_remove(edit_args, outputs, true_hr_bpm=true_mean)
 
 
+def _import_in_background(*modules: str) -> None:
+    """Import slow modules (scipy.signal: ~1 s) in a daemon thread, so that they load
+    beside the first decode pass instead of before it. A first use on the main thread
+    waits for the import to finish (Python's per-module import lock)."""
+    import importlib
+    import threading
+
+    def load():
+        for name in modules:
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="imports", daemon=True).start()
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = build_parser(network=bool(argv) and argv[0] in ("train", "evaluate"))
     args = parser.parse_args(argv)
     outputs = _Outputs(getattr(args, "overwrite", False))
+    if args.command in ("edit", "remove", "estimate", "demo"):
+        _import_in_background("scipy.signal", "scipy.sparse.linalg")
     try:
         if args.command in ("edit", "remove"):
             _edit_or_remove(args, outputs)

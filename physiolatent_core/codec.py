@@ -22,7 +22,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import signal
 
 from .errors import InputError
 
@@ -79,6 +78,7 @@ def colour_response(
         float64 [3], each channel's kept fraction of the test pulse in the mask-weighted
         mean skin colour, clipped to :data:`RESPONSE_RANGE`.
     """
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     t = len(frames)
     test_hz = min(test_hz, 0.3 * fps)  # below Nyquist with room for the band-pass
     if t < 4 * fps / test_hz:  # four cycles of the test pulse

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import signal
 
 from .codec import colour_response, sample_box
 from .errors import InputError
@@ -453,11 +452,13 @@ def _mask_boxes(face_mask: np.ndarray, threshold: float = 0.05) -> np.ndarray:
 def _sosfiltfilt(sos, x, fps: float):
     """Zero-phase filter along time (axis 0). Odd-reflection padding of ~4 s keeps the slow
     filters used here (down to 0.15 Hz) from ringing at the clip's ends."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     return signal.sosfiltfilt(sos, x, axis=0, padlen=min(x.shape[0] - 1, int(4 * fps)))
 
 
 def _normalise(colours: np.ndarray, weights: np.ndarray, fps: float):
     """Cell colours -> relative colour change around the slow mean. Returns (norm, valid)."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     valid = weights.mean(axis=0) > 0.01 * weights.mean(axis=0).max()
     # Frames where a cell is empty: carry the cell's nearest observed colour.
     filled = colours.copy()
@@ -477,6 +478,7 @@ def _normalise(colours: np.ndarray, weights: np.ndarray, fps: float):
 
 def _hr_track(pulse: np.ndarray, fps: float, band_bpm) -> np.ndarray:
     """Own HR per frame in Hz: sliding-window spectral peaks, median-smoothed."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     duration = len(pulse) / fps
     window_s = min(10.0, duration)
     times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0, band_bpm=band_bpm)
@@ -489,6 +491,7 @@ def _hr_track(pulse: np.ndarray, fps: float, band_bpm) -> np.ndarray:
 
 def _demodulate(x: np.ndarray, phase: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
     """Complex envelope of x at the given phase: 2 * lowpass(x * exp(-i phase)), along axis 0."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     rot = np.exp(-1j * phase).reshape((-1,) + (1,) * (x.ndim - 1))
     sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=fps, output="sos")
     mixed = x * rot
@@ -497,6 +500,7 @@ def _demodulate(x: np.ndarray, phase: np.ndarray, fps: float, cutoff_hz: float) 
 
 def _local_regression(y: np.ndarray, x: np.ndarray, fps: float, cutoff_hz: float = 0.1) -> np.ndarray:
     """Slowly varying least-squares gain b(t) with y ~ b x, per element (broadcast over x)."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=fps, output="sos")
     num = _sosfiltfilt(sos, y * x, fps)
     den = _sosfiltfilt(sos, np.broadcast_to(x * x, y.shape), fps)
@@ -554,6 +558,7 @@ def _chaff(n_frames: int, fps: float, own_phase: np.ndarray, band_bpm, rng) -> n
     two colour directions orthogonal to it, because PCA and ICA pick the most periodic of
     three colour components, and any residual of the own pulse there must not stand out.
     """
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     low, high = band_bpm[0] / 60.0, min(band_bpm[1] / 60.0, 0.45 * fps)
     sos = signal.butter(3, [low, high], btype="bandpass", fs=fps, output="sos")
     noise = _sosfiltfilt(sos, rng.standard_normal((n_frames, 3)), fps)

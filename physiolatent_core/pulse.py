@@ -24,7 +24,6 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from .errors import InputError
 
@@ -252,6 +251,7 @@ def _smooth_noise(rng: np.random.Generator, n: int, fps: float, cutoff_hz: float
 
     Filtered on a padded sequence so short clips get the same statistics as long ones.
     """
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     pad = int(np.ceil(4.0 * fps / cutoff_hz))
     white = rng.standard_normal(n + 2 * pad)
     sos = signal.butter(2, cutoff_hz, fs=fps, output="sos")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 from ..errors import InputError
 from .traces import check_fps
@@ -52,6 +51,7 @@ def power_spectrum(pulse, fps, band_bpm=DEFAULT_BAND_BPM, nfft: int | None = Non
     Returns:
         ``(freqs_bpm [F], power [F])``.
     """
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     x = _check_pulse(pulse)
     fps = check_fps(fps)
     n = default_nfft(len(x), fps) if nfft is None else max(int(nfft), len(x))
@@ -97,6 +97,7 @@ def snr_db(pulse, fps, hr_bpm, band_bpm=SNR_BAND_BPM, db_factor: float = 20.0) -
     (default) reproduces its numbers; pass 10 for the textbook power-dB (half the value).
     Returns 0.0 when there is no remaining power (the toolbox's convention).
     """
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     x = _check_pulse(pulse)
     fps = check_fps(fps)
     f1 = float(hr_bpm) / 60.0

@@ -11,9 +11,6 @@ Frequencies are in Hz inside this module (``band_hz``); the public HR APIs take 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
-from scipy import signal
 
 from ..errors import InputError
 
@@ -123,6 +120,7 @@ def detrend(x, lam: float = DETREND_LAMBDA) -> np.ndarray:
     second-difference operator. ``x``: ``[T]`` or ``[T, C]`` (each column detrended).
     The system is pentadiagonal, so a sparse solve keeps this O(T).
     """
+    import scipy.sparse.linalg  # noqa: PLC0415 (slow to import: loaded on first use)
     z = np.asarray(x, dtype=np.float64)
     n = z.shape[0]
     if n < 3:
@@ -135,6 +133,7 @@ def detrend(x, lam: float = DETREND_LAMBDA) -> np.ndarray:
 
 def band_sos(fps: float, band_hz=DEFAULT_BAND_HZ, order: int = 2) -> np.ndarray:
     """Butterworth band-pass in second-order sections; the upper edge is kept below Nyquist."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     fps = check_fps(fps)
     low, high = float(band_hz[0]), float(band_hz[1])
     nyquist = fps / 2.0
@@ -149,6 +148,7 @@ def band_sos(fps: float, band_hz=DEFAULT_BAND_HZ, order: int = 2) -> np.ndarray:
 
 def bandpass(x, fps: float, band_hz=DEFAULT_BAND_HZ, order: int = 2, axis: int = 0) -> np.ndarray:
     """Zero-phase (forward-backward) Butterworth band-pass along ``axis``."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     z = np.asarray(x, dtype=np.float64)
     sos = band_sos(fps, band_hz, order)
     # scipy's default pad length can exceed very short inputs; shrink it rather than fail.
