@@ -114,7 +114,7 @@ def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0):
             yield path.stem, frames, fps, None
 
 
-def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0):
+def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0, paths=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     log = open(out_dir / "cases.jsonl", "w")
@@ -128,6 +128,8 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
         if true_hr is None:  # real video: the consensus of the estimators on our skin ROI
             true_hr = float(np.median([hr for hr, _, _ in before["skin"].values()]))
         for path, spec in PATHS.items():
+            if paths and path not in paths:
+                continue
             reference = save_path(frames, fps, path)  # the original through the same path
             cases = [("edit", t) for t in TARGETS] + [("remove", None)]
             for mode, target in cases:
@@ -139,7 +141,8 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
                 saved = save_path(res.frames, fps, path)
                 after = read_hrs(saved, fps, {"skin": skin, "box": masks_in["box"]})
                 row = dict(clip=name, path=path, mode=mode, target=target, true_hr_bpm=true_hr,
-                           psnr_db=psnr_db(saved, reference), ssim=ssim(saved, reference)[0])
+                           psnr_db=psnr_db(saved, reference), ssim=ssim(saved, reference)[0],
+                           injected_rms=res.info.get("injected_rms"))
                 for roi, reads in after.items():
                     for method, (hr, pulse, rgb) in reads.items():
                         key = f"{roi}/{method}"
@@ -166,6 +169,8 @@ def summarise(rows):
     for path in PATHS:
         edits = [r for r in rows if r["path"] == path and r["mode"] == "edit"]
         removes = [r for r in rows if r["path"] == path and r["mode"] == "remove"]
+        if not edits and not removes:
+            continue  # a path this run left out (--paths)
         keys = [k for k in edits[0] if "/" in k] if edits else []
         s = {"edit_cases": len(edits), "remove_cases": len(removes)}
         for roi in ("skin", "box"):
@@ -198,6 +203,7 @@ if __name__ == "__main__":
     ap.add_argument("--only", choices=("synth", "real"), help="run one half (e.g. in two processes)")
     ap.add_argument("--clips", nargs="+", help="only clips whose name contains one of these")
     ap.add_argument("--summarise", nargs="+", type=Path, help="only merge cases.jsonl files into a summary")
+    ap.add_argument("--paths", nargs="+", choices=list(PATHS), help="only these save paths (default: all)")
     ap.add_argument("--real-seconds", type=float, default=12.0, help="length read from each real video (default 12)")
     ap.add_argument("--no-codec-compensation", action="store_true",
                     help="ablation: the editor does not measure or compensate the codec's colour response")
@@ -208,4 +214,4 @@ if __name__ == "__main__":
         rows = [json.loads(line) for f in args.summarise for line in open(f)]
         print(json.dumps(summarise(rows), indent=2))
     else:
-        run(args.out, args.quick, args.only, args.clips, args.real_seconds)
+        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths)

@@ -54,6 +54,14 @@ BLOOD_VOLUME_DIRECTION = np.array([0.33, 0.77, 0.53]) / 0.77
 # RMS of the injected pulse, as a fraction of the green value, per output path.
 # Natural pulses are ~0.1-0.4 % RMS. crf 23 erases smaller temporal changes.
 AMPLITUDE_FOR = {"lossless": 0.0035, "h264": 0.012}
+# Where the clip's own non-pulse colour changes (facial motion of generated talking heads,
+# flicker) would still outvote the injected pulse, the editor raises the amplitude in
+# steps of STRENGTH_STEP up to this (the lossless ceiling is the H.264 default).
+AMPLITUDE_MAX_FOR = {"lossless": 0.012, "h264": 0.018}
+STRENGTH_STEP = 1.5
+# A predicted reading counts as right within this many bpm (the acceptance allows 3):
+# of a constant target over the whole clip, of a changing one averaged over 6 s windows.
+PREDICT_TOLERANCE_BPM = {"constant": 1.5, "changing": 2.0}
 
 MIN_DURATION_S = 4.0
 # Half-width of the band kept around the own HR and its harmonic: wide enough for the
@@ -92,8 +100,10 @@ class PulseEditor:
         mode: ``"edit"`` (inject ``target``) or ``"remove"``.
         target: HR target (anything :func:`pulse.parse_hr_target` accepts), edit mode.
         decoy_hr_bpm: remove mode: inject a pulse at this HR instead of chaff.
-        robust_to: ``"lossless"`` or ``"h264"``: sets the injected amplitude.
-        amplitude: override of the injected RMS amplitude (fraction of green).
+        robust_to: ``"lossless"`` or ``"h264"``: sets the injected amplitude
+            (``AMPLITUDE_FOR``; raised up to ``AMPLITUDE_MAX_FOR`` where the edited face
+            colour would still be misread, see ``plan``).
+        amplitude: fixed injected RMS amplitude (fraction of green), never raised.
         grid: (rows, cols) of the pooling grid over the face box.
         band_bpm: physiological HR band searched for the subject's own pulse.
         seed: seeds the target's heart-rate variability and the chaff.
@@ -132,6 +142,7 @@ class PulseEditor:
         self.decoy = parse_hr_target(decoy_hr_bpm) if decoy_hr_bpm is not None else None
         self.robust_to = robust_to
         self.amplitude = float(amplitude) if amplitude is not None else AMPLITUDE_FOR[robust_to]
+        self.max_amplitude = self.amplitude if amplitude is not None else AMPLITUDE_MAX_FOR[robust_to]
         if not 0 < self.amplitude <= 0.03:
             raise InputError(f"amplitude {self.amplitude} is outside (0, 0.03]: use e.g. 0.004-0.012.")
         self.grid = (int(grid[0]), int(grid[1]))
@@ -297,9 +308,11 @@ class PulseEditor:
             injected = injected[:, None] * colour[None, :]
         else:  # chaff: already spread over colours
             injected = injected * (codec_gain[1] / codec_gain)[None, :]
-        inject = -self.amplitude * injected[:, None, :] * amp_map[None, :, None]
-        delta = (inject - own * valid[None, :, None]) * np.minimum(reach, 3.0)[None, :, None]
-        delta = np.clip(delta, -_MAX_DELTA, _MAX_DELTA)
+        unit = -injected[:, None, :] * amp_map[None, :, None]  # [T,K,3] per unit amplitude
+        own = own * valid[None, :, None]
+        reach = np.minimum(reach, 3.0)[None, :, None]
+        amplitude, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr)
+        delta = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA)
 
         gh, gw = self.grid
         self._plan = _Plan(delta=delta.reshape(n_frames, gh, gw, 3).astype(np.float32), info={})
@@ -309,7 +322,9 @@ class PulseEditor:
             "n_frames": n_frames,
             "own_hr_bpm": float(np.median(own_hr_hz) * 60.0),
             "own_pulse_rms": float(np.sqrt(np.mean(own[..., 1][:, valid] ** 2))) if valid.any() else 0.0,
-            "injected_rms": self.amplitude,
+            "injected_rms": amplitude,
+            "injected_rms_base": self.amplitude,
+            "predicted_misreads": misread,
             "robust_to": self.robust_to,
             "codec_gain_rgb": [float(g) for g in codec_gain],
             "codec": dict(self.codec) if self.robust_to == "h264" else None,
@@ -323,6 +338,32 @@ class PulseEditor:
             info["injected_hr_bpm_range"] = [float(np.min(injected_hr)), float(np.max(injected_hr))]
         self._plan.info = info
         return info
+
+    def _strength(self, colours, weights, unit, own, reach, codec_gain, injected_hr):
+        """The injected amplitude, and the estimators predicted to misread it (None: not checked).
+
+        The mean skin colour that estimators see is the weight-averaged cell colour, so the
+        edited one can be predicted from the pooled colours: ``colours * (1 + change)``,
+        with the change a lossy path keeps (``codec_gain`` per channel). Starting from
+        ``self.amplitude``, the amplitude grows by ``STRENGTH_STEP`` up to
+        ``max_amplitude`` while any estimator of ``ESTIMATORS`` misreads the injected HR;
+        the smallest amplitude with the fewest misreads wins (more strength that fixes
+        nothing would only cost fidelity).
+        """
+        if injected_hr is None:
+            return self.amplitude, None
+        face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
+        best = None
+        amplitude = self.amplitude
+        while True:
+            change = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA) / reach * codec_gain
+            rgb = np.einsum("tk,tkc->tc", face_weights, colours * (1.0 + change))
+            misread = _misreads(rgb, self.fps, injected_hr)
+            if best is None or len(misread) < len(best[1]):
+                best = (amplitude, misread)
+            if not misread or amplitude >= self.max_amplitude * (1 - 1e-9):
+                return best
+            amplitude = min(amplitude * STRENGTH_STEP, self.max_amplitude)
 
     # ---------------------------------------------------------------- pass 2
     def apply(self, frames: np.ndarray, face_mask: np.ndarray, start: int, inplace: bool = False) -> np.ndarray:
@@ -513,6 +554,26 @@ def _refine_phase(pulse: np.ndarray, hr_hz: np.ndarray, fps: float) -> np.ndarra
     nominal = 2.0 * np.pi * np.cumsum(hr_hz) / fps
     envelope = _demodulate(pulse, nominal, fps, cutoff_hz=0.3)
     return nominal + np.unwrap(np.angle(envelope))
+
+
+def _misreads(rgb: np.ndarray, fps: float, hr_bpm: np.ndarray, window_s: float = 6.0) -> list[str]:
+    """Estimators (of ``ESTIMATORS``) that do not read ``hr_bpm [T]`` from the colour trace
+    ``rgb [T,3]``: a constant HR from the whole clip; a changing one window by window
+    (``window_s`` windows, 1 s apart), as heart-rate tracking reads it."""
+    misread = []
+    n = min(int(window_s * fps), len(rgb))
+    constant = np.ptp(hr_bpm) < 1e-6
+    starts = [0] if constant else range(0, len(rgb) - n + 1, max(int(fps), 1))
+    tolerance = PREDICT_TOLERANCE_BPM["constant" if constant else "changing"]
+    for name, estimator in ESTIMATORS.items():
+        if constant:
+            error = abs(estimate_hr(estimator(rgb, fps), fps) - hr_bpm[0])
+        else:
+            error = np.mean([abs(estimate_hr(estimator(rgb[s : s + n], fps), fps) - hr_bpm[s : s + n].mean())
+                             for s in starts])
+        if not error <= tolerance:  # NaN (no peak) counts as a misread
+            misread.append(name)
+    return misread
 
 
 def _amplitude_map(amp_g: np.ndarray, valid: np.ndarray, face_weights: np.ndarray) -> np.ndarray:
