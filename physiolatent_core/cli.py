@@ -643,6 +643,12 @@ def _print_summary(report: dict) -> None:
         lines.append(f"target  {s['target_hr']}")
     if s["decoy_hr"]:
         lines.append(f"decoy   {s['decoy_hr']}")
+    e = report.get("editor") or {}
+    if e.get("injected_rms") and e.get("injected_rms_base") and e["injected_rms"] > e["injected_rms_base"]:
+        lines.append(f"strength raised to {100 * e['injected_rms']:.2f} % RMS (from {100 * e['injected_rms_base']:.2f} %): "
+                     "the clip's own colour changes would outvote a weaker pulse")
+    if e.get("predicted_misreads"):
+        lines.append("predicted to misread the target even so: " + ", ".join(e["predicted_misreads"]))
     if not v:
         lines.append("not verified (--no-verify): read the saved file with `python -m physiolatent_core estimate`")
     else:

@@ -51,6 +51,29 @@ def test_edit_is_invisible_and_local(clip):
     assert abs(estimate_hr(read_all(stored, clip.skin_mask)["pos"], FPS) - 100) <= 3.0
 
 
+def test_strength_rises_only_where_the_clip_would_outvote_the_pulse(clip):
+    # A clean clip keeps the lossless amplitude (and its fidelity).
+    res = editor.edit_pulse(clip.frames, FPS, 100, face_mask=clip.skin_mask, robust_to="lossless")
+    assert res.info["injected_rms"] == editor.AMPLITUDE_FOR["lossless"]
+    assert res.info["predicted_misreads"] == []
+    # A strong periodic brightness change of the skin (4 % at 105 bpm, away from the own
+    # pulse and its harmonic: as facial motion of a generated talking head) outvotes the
+    # lossless amplitude in some estimators; the editor raises it until all read the target.
+    t = np.arange(len(clip.frames)) / FPS
+    flicker = 1.0 + 0.04 * np.sin(2 * np.pi * 1.75 * t)[:, None, None, None] * clip.skin_mask[..., None]
+    frames = np.clip(clip.frames * flicker, 0, 1).astype(np.float32)
+    base = editor.AMPLITUDE_FOR["lossless"]
+    fixed = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless", amplitude=base)
+    assert fixed.info["injected_rms"] == base  # an explicit amplitude is kept
+    errors = [abs(estimate_hr(p, FPS) - 130) for p in read_all(fixed.frames, clip.skin_mask).values()]
+    assert max(errors) > 3.0  # the problem
+    res = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless")
+    assert base < res.info["injected_rms"] <= editor.AMPLITUDE_MAX_FOR["lossless"]
+    assert res.info["predicted_misreads"] == []
+    for name, pulse in read_all(res.frames, clip.skin_mask).items():
+        assert abs(estimate_hr(pulse, FPS) - 130) <= 3.0, name
+
+
 def test_remove_hides_the_true_hr(clip):
     res = editor.remove_pulse(clip.frames, FPS, face_mask=clip.skin_mask, robust_to="lossless")
     before, after = read_all(clip.frames, clip.skin_mask), read_all(res.frames, clip.skin_mask)
