@@ -25,7 +25,10 @@ Strength depends on where the video goes next (``robust_to``): a lossless file k
 temporal changes, so the default for ``h264`` is stronger. H.264 also keeps less of the
 chroma than of the luminance of a small change, which turns the saved pulse away from
 the blood-volume direction; for ``h264`` the editor measures that on a sample of the clip
-(:mod:`codec`) and pre-compensates the injected pulse per colour channel. Measured in
+(:mod:`codec`) and pre-compensates the injected pulse per colour channel. Where the
+clip's own colour changes outside the pulse (facial motion of generated talking heads)
+would still outvote the injected pulse, the amplitude is raised in steps, as far as the
+estimators need (predicted from the pooled colours before anything is applied). Measured in
 ``benchmarks/quality.py`` and recorded in ``docs/BENCHMARKS.md``.
 
 For long videos the editor streams: ``observe`` every chunk (pass 1), ``plan`` once,
@@ -102,7 +105,8 @@ class PulseEditor:
         decoy_hr_bpm: remove mode: inject a pulse at this HR instead of chaff.
         robust_to: ``"lossless"`` or ``"h264"``: sets the injected amplitude
             (``AMPLITUDE_FOR``; raised up to ``AMPLITUDE_MAX_FOR`` where the edited face
-            colour would still be misread, see ``plan``).
+            colour is predicted to be misread, see ``_strength``; ``info["injected_rms"]``
+            says what was used).
         amplitude: fixed injected RMS amplitude (fraction of green), never raised.
         grid: (rows, cols) of the pooling grid over the face box.
         band_bpm: physiological HR band searched for the subject's own pulse.
