@@ -48,7 +48,8 @@ Two passes, both chunked: pass 1 feeds chunks to ``FaceTracker.update`` (detecti
 colour statistics only, nothing is kept but boxes), ``FaceTracker.finish`` returns the
 smoothed ``FaceTrack`` of the whole clip (a few numbers per frame); pass 2 renders the
 mask chunk by chunk with ``SkinMasker``. The result equals the whole-clip functions
-exactly, whatever the chunk sizes.
+exactly, whatever the chunk sizes. A later pass over the same clip can replay the masks
+(``SkinMasker(track, record_bytes=...)``, then ``.replay()``) instead of rendering them.
 
 Frames are float32 [T,H,W,3] RGB in 0..1; masks float32 [T,H,W] in 0..1; boxes are
 (x0, y0, x1, y1) in pixel coordinates where pixel k covers [k, k+1).
