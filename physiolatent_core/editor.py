@@ -65,6 +65,7 @@ STRENGTH_STEP = 1.5
 # A predicted reading counts as right within this many bpm (the acceptance allows 3):
 # of a constant target over the whole clip, of a changing one averaged over 6 s windows.
 PREDICT_TOLERANCE_BPM = {"constant": 1.5, "changing": 2.0}
+MAX_PREDICT_WINDOWS = 60  # a changing target is checked on at most this many windows
 
 MIN_DURATION_S = 4.0
 # Half-width of the band kept around the own HR and its harmonic: wide enough for the
@@ -567,7 +568,10 @@ def _misreads(rgb: np.ndarray, fps: float, hr_bpm: np.ndarray, window_s: float =
     misread = []
     n = min(int(window_s * fps), len(rgb))
     constant = np.ptp(hr_bpm) < 1e-6
-    starts = [0] if constant else range(0, len(rgb) - n + 1, max(int(fps), 1))
+    # Windows 1 s apart, at most MAX_PREDICT_WINDOWS of them (evenly spread on long clips).
+    starts = [0] if constant else np.arange(0, len(rgb) - n + 1, max(int(fps), 1))
+    if len(starts) > MAX_PREDICT_WINDOWS:
+        starts = starts[np.linspace(0, len(starts) - 1, MAX_PREDICT_WINDOWS).round().astype(int)]
     tolerance = PREDICT_TOLERANCE_BPM["constant" if constant else "changing"]
     for name, estimator in ESTIMATORS.items():
         if constant:
