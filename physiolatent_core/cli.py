@@ -454,8 +454,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     if not args.no_verify:
         # ---- pass 4: the file as saved, beside the input
         rgb_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), kind, args,
-                                                         n_frames, fps,
-                                                         rgb_before, methods, aim_constant, band)
+                                                         n_frames, fps, rgb_before, methods, aim_constant, band)
         if aim is not None and aim.kind != "constant":
             trajectory = _trajectory_check(rgb_after, fps, aim_curve, band)
         lap("verify")
