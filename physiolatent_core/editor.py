@@ -9,10 +9,12 @@ waveform shared by the whole face. The editor models exactly that:
 2. **Normalise** each cell by its slow temporal mean, so illumination drift and
    motion-induced brightness changes (which are slow or shared by all channels) stay
    out of the pulse estimate: ``norm = colours / lowpass(colours) - 1``.
-3. **Find the subject's own pulse**: POS on the whole-face colour gives a waveform; its
-   HR trajectory gives a phase ``phi(t)``; each cell and channel is demodulated at
-   ``phi`` (and ``2 phi`` for the second harmonic), which yields a slowly varying complex
-   amplitude per cell. This is a tracking notch that follows heart-rate variability.
+3. **Find the subject's own pulse**: POS on the whole-face colour (pooled as estimators
+   pool it: pixels averaged, then normalised) gives a waveform; its HR trajectory gives a
+   phase ``phi(t)``; the face colour is demodulated at ``phi`` and its harmonics (a
+   tracking notch that follows heart-rate variability) and each cell gets a slowly varying
+   share of that face pulse, scaled so that the shares pooled again give exactly the face
+   pulse: the removal then adds nothing, in any colour direction, to what estimators see.
 4. **Build the correction** per cell and channel: minus the own pulse, plus a synthetic
    target pulse (realistic waveform, HRV, respiration; see ``pulse.py``) that reuses the
    measured spatial amplitude map and colour direction. Removal injects, instead of a
@@ -268,7 +270,15 @@ class PulseEditor:
 
         norm, valid = _normalise(colours, weights, self.fps)  # [T,K,3], [K]
         face_weights = weights.mean(axis=0) * valid
-        face_norm = np.einsum("tkc,k->tc", norm, face_weights / face_weights.sum())
+        # The face colour as estimators see it (pixels averaged, then normalised); the mean
+        # of per-cell normalised colours would carry motion that the face average has not
+        # (a cell's colour changes as the face slides through it, the face's does not).
+        cell_weights = weights * valid  # [T, K]
+        face_rgb = np.einsum("tk,tkc->tc", cell_weights, colours) / np.maximum(cell_weights.sum(axis=1), 1e-12)[:, None]
+        # pooling[t,k,c]: how much a relative change of cell k moves the face mean of channel c.
+        pooling = cell_weights[..., None] * colours
+        pooling /= np.maximum(pooling.sum(axis=1, keepdims=True), 1e-12)
+        face_norm = _normalise(face_rgb[:, None, :], cell_weights.sum(axis=1, keepdims=True), self.fps)[0][:, 0]
 
         own_wave = ESTIMATORS["pos"](1.0 + face_norm, self.fps)
         own_hr_hz = _hr_track(own_wave, self.fps, self.band_bpm)
@@ -282,6 +292,9 @@ class PulseEditor:
             envelope = _demodulate(face_norm, harmonic * phase, self.fps, cutoff_hz=OWN_BANDWIDTH_HZ)
             face_own += np.real(envelope * np.exp(1j * harmonic * phase)[:, None])
         cell_gain = _local_regression(norm, face_own[:, None, :], self.fps)  # [T,K,3]
+        # Scale the gains so the removed pulse, pooled as estimators pool, is exactly face_own.
+        pooled_gain = np.einsum("tkc,tkc->tc", pooling, cell_gain)
+        cell_gain /= np.where(pooled_gain > 0.2, pooled_gain, 1.0)[:, None, :]
         own = cell_gain * face_own[:, None, :]
         amp_g = np.sqrt(np.mean(own[..., 1] ** 2, axis=0))
         amp_map = _amplitude_map(amp_g, valid, face_weights)
@@ -314,6 +327,10 @@ class PulseEditor:
         else:  # chaff: already spread over colours
             injected = injected * (codec_gain[1] / codec_gain)[None, :]
         unit = -injected[:, None, :] * amp_map[None, :, None]  # [T,K,3] per unit amplitude
+        # Pooled as estimators pool, the amplitude map weighs each channel a little
+        # differently (cells differ in colour); rescale so the face mean moves along `colour`.
+        pooled_map = np.einsum("tkc,k->tc", pooling, amp_map)
+        unit *= (pooled_map[:, 1:2] / np.maximum(pooled_map, 1e-6))[:, None, :]
         own = own * valid[None, :, None]
         reach = np.minimum(reach, 3.0)[None, :, None]
         amplitude, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr)
@@ -348,8 +365,9 @@ class PulseEditor:
         """The injected amplitude, and the estimators predicted to misread it (None: not checked).
 
         The mean skin colour that estimators see is the weight-averaged cell colour, so the
-        edited one can be predicted from the pooled colours: ``colours * (1 + change)``,
-        with the change a lossy path keeps (``codec_gain`` per channel). Starting from
+        edited one can be predicted from the pooled colours: ``colours * (1 + change)``.
+        A lossy path keeps ``codec_gain`` (per channel) of the injected pulse; the own pulse
+        is removed before the codec sees it, so its removal is not scaled. Starting from
         ``self.amplitude``, the amplitude grows by ``STRENGTH_STEP`` up to
         ``max_amplitude`` while any estimator of ``ESTIMATORS`` misreads the injected HR;
         the smallest amplitude with the fewest misreads wins (more strength that fixes
@@ -361,7 +379,8 @@ class PulseEditor:
         best = None
         amplitude = self.amplitude
         while True:
-            change = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA) / reach * codec_gain
+            change = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA) / reach
+            change += (codec_gain - 1.0) * amplitude * unit  # the path keeps codec_gain of the injected pulse
             rgb = np.einsum("tk,tkc->tc", face_weights, colours * (1.0 + change))
             misread = _misreads(rgb, self.fps, injected_hr)
             if best is None or len(misread) < len(best[1]):
