@@ -97,6 +97,36 @@ def test_strength_rises_only_where_the_clip_would_outvote_the_pulse(clip):
         assert abs(estimate_hr(pulse, FPS) - 130) <= 3.0, name
 
 
+def test_strength_rises_where_a_face_box_reader_would_see_the_background(clip):
+    # Readers that average a whole face box (as rPPG-Toolbox crops, 1.5x the detector's box;
+    # our mask's box is larger than a detector's, so 1.25x of it here) also see background,
+    # hair and unmasked skin, which the edit leaves alone. A background flickering in the pulse
+    # band (0.8 % RMS, 84-126 bpm) outvotes the lossless amplitude in GREEN through that box.
+    from scipy import signal
+
+    band = signal.butter(2, [1.4, 2.1], btype="bandpass", fs=FPS, output="sos")
+    flicker = signal.sosfiltfilt(band, np.random.default_rng(0).standard_normal(len(clip.frames)))
+    flicker *= 0.008 / flicker.std()
+    outside = 1.0 - clip.skin_mask[..., None]
+    frames = np.clip(clip.frames * (1.0 + flicker[:, None, None, None] * outside), 0, 1).astype(np.float32)
+    on = clip.skin_mask.max(axis=0) > 0.05
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    cy, cx = (rows[0] + rows[-1]) / 2, (cols[0] + cols[-1]) / 2
+    half = 1.25 * max(rows[-1] - rows[0], cols[-1] - cols[0]) / 2
+    box = np.zeros(on.shape, np.float32)
+    box[int(cy - half) : int(cy + half), int(cx - half) : int(cx + half)] = 1.0
+
+    base = editor.AMPLITUDE_FOR["lossless"]
+    fixed = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless", amplitude=base)
+    assert abs(estimate_hr(read_all(fixed.frames, box)["green"], FPS) - 130) > 3.0  # the problem
+    res = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless")
+    assert base < res.info["injected_rms"] <= editor.AMPLITUDE_MAX_FOR["lossless"]
+    assert res.info["predicted_misreads"] == []
+    for roi in (clip.skin_mask, box):
+        for name, pulse in read_all(res.frames, roi).items():
+            assert abs(estimate_hr(pulse, FPS) - 130) <= 3.0, name
+
+
 def test_remove_hides_the_true_hr(clip):
     res = editor.remove_pulse(clip.frames, FPS, face_mask=clip.skin_mask, robust_to="lossless")
     before, after = read_all(clip.frames, clip.skin_mask), read_all(res.frames, clip.skin_mask)
