@@ -27,6 +27,10 @@ _ROBUST = (["h264", "lossless"], {"default": "h264",
 # h264 is tuned to the path most workflows end in: core SaveVideo (truncation, crf 23).
 _SAVE_VIDEO = dict(codec_crf=23, codec_quantize="truncate")
 _MASK = ("MASK", {"tooltip": "Optional skin mask [T,H,W]; without it the face is found automatically."})
+_AMPLITUDE = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.03, "step": 0.0005,
+                        "tooltip": "0 = automatic: chosen for robust_to and raised where estimators would still "
+                                   "misread (see info's injected_rms). Otherwise the fixed RMS of the injected "
+                                   "pulse as a fraction of the skin's green value, e.g. 0.0035 = 0.35 %."})
 _SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
                  "tooltip": "Seed for heart-rate variability and dithering (same seed, same output)."})
 
@@ -80,6 +84,7 @@ class PulseEdit:
             },
             "optional": {
                 "mask": _MASK,
+                "amplitude": _AMPLITUDE,
                 "hr_trajectory": ("STRING", {"default": "", "multiline": False,
                                              "tooltip": "Optional changing rate instead of the fixed target: "
                                                         "'70:120' ramps linearly over the clip; "
@@ -87,7 +92,7 @@ class PulseEdit:
             },
         }
 
-    def run(self, images, fps, target_hr_bpm, robust_to, seed, mask=None, hr_trajectory=""):
+    def run(self, images, fps, target_hr_bpm, robust_to, seed, mask=None, hr_trajectory="", amplitude=0.0):
         from physiolatent_core.editor import PulseEditor
 
         fps = check_fps(fps)
@@ -95,7 +100,8 @@ class PulseEdit:
         check_duration(frames, fps, MIN_SECONDS, "Pulse Edit")
         m = mask_to_numpy(mask, frames)
         target = _target_spec(target_hr_bpm, hr_trajectory)
-        editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, seed=int(seed), **_SAVE_VIDEO)
+        editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, amplitude=_fixed(amplitude),
+                             seed=int(seed), **_SAVE_VIDEO)
         return _run_editor(editor, frames, m, fps, {"node": "Pulse Edit", "target": str(target), "fps": fps})
 
 
@@ -120,10 +126,10 @@ class PulseRemove:
                 "robust_to": _ROBUST,
                 "seed": _SEED,
             },
-            "optional": {"mask": _MASK},
+            "optional": {"mask": _MASK, "amplitude": _AMPLITUDE},
         }
 
-    def run(self, images, fps, decoy_hr_bpm, robust_to, seed, mask=None):
+    def run(self, images, fps, decoy_hr_bpm, robust_to, seed, mask=None, amplitude=0.0):
         from physiolatent_core.editor import PulseEditor
 
         fps = check_fps(fps)
@@ -133,8 +139,14 @@ class PulseRemove:
         decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
         if decoy is not None and decoy < 30:
             raise InputError(f"decoy_hr_bpm must be 0 (off) or 30..240 bpm; got {decoy_hr_bpm}.")
-        editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, seed=int(seed), **_SAVE_VIDEO)
+        editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
+                             seed=int(seed), **_SAVE_VIDEO)
         return _run_editor(editor, frames, m, fps, {"node": "Pulse Remove", "decoy_hr_bpm": decoy, "fps": fps})
+
+
+def _fixed(amplitude: float) -> float | None:
+    """The amplitude widget: 0 means automatic (None for the editor)."""
+    return float(amplitude) if amplitude and amplitude > 0 else None
 
 
 def _target_spec(target_hr_bpm: float, trajectory: str):

@@ -87,6 +87,10 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
         p.add_argument("--robust-to", choices=("lossless", "h264"),
                        help="edit strength for where the video goes: default matches the output "
                             "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
+        p.add_argument("--amplitude", type=float,
+                       help="training-free: fixed RMS of the injected pulse as a fraction of the skin's green "
+                            "value (e.g. 0.0035 = 0.35 %%); default: chosen for --robust-to and raised where "
+                            "estimators would still misread the target (the report's injected_rms)")
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
@@ -409,13 +413,15 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     fps = info.fps
     check_duration(info.num_frames, fps, min_duration_s=MIN_DURATION_S)
     if getattr(args, "method", "training-free") == "physiolatent":
+        if args.amplitude is not None:
+            raise InputError("--amplitude sets the training-free editor's strength; the network has none to set.")
         editor = _NetworkEdit(args, input_path, fps, target, args.command)
     else:
         # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
         # measured against crf 23, what most H.264 re-encodes use.
         editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to,
-                             seed=args.seed, codec_crf=args.crf if kind == "h264" else 23, codec_quantize="dither",
-                             codec_preset=args.preset)
+                             amplitude=args.amplitude, seed=args.seed, codec_crf=args.crf if kind == "h264" else 23,
+                             codec_quantize="dither", codec_preset=args.preset)
     lap("probe")
 
     # ---- pass 1: face track; pass 2: mask, observe, input traces
@@ -752,7 +758,7 @@ def _demo(args, outputs: _Outputs) -> dict:
     edit_args = argparse.Namespace(
         command="edit", input=str(input_path), output=str(out_dir / names["edited"]), target_hr=str(target_hr),
         report=str(out_dir / names["report"]), figure=str(out_dir / names["figure"]), no_figure=False,
-        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, methods=args.methods,
+        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, amplitude=None, methods=args.methods,
         seed=args.seed,
         overwrite=args.overwrite, quiet=args.quiet,
     )

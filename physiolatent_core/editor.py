@@ -28,9 +28,10 @@ temporal changes, so the default for ``h264`` is stronger. H.264 also keeps less
 chroma than of the luminance of a small change, which turns the saved pulse away from
 the blood-volume direction; for ``h264`` the editor measures that on a sample of the clip
 (:mod:`codec`) and pre-compensates the injected pulse per colour channel. Where the
-clip's own colour changes outside the pulse (facial motion of generated talking heads)
-would still outvote the injected pulse, the amplitude is raised in steps, as far as the
-estimators need (predicted from the pooled colours before anything is applied). Measured in
+clip's own colour changes outside the pulse (facial motion, flicker; and, for readers
+that average a whole face box, background and hair) would still outvote the injected
+pulse, the amplitude is raised in steps, as far as the estimators need (predicted from
+the pooled colours before anything is applied). Measured in
 ``benchmarks/quality.py`` and recorded in ``docs/BENCHMARKS.md``.
 
 For long videos the editor streams: ``observe`` every chunk (pass 1), ``plan`` once,

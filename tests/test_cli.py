@@ -90,6 +90,14 @@ def test_edit_without_verification_is_honest_about_it(clip_path, tmp_path, capsy
     assert probe_video(out).num_frames == probe_video(clip_path).num_frames
 
 
+def test_edit_with_a_fixed_amplitude(clip_path, tmp_path, capsys):
+    code, _, _ = run(["edit", clip_path, "-o", tmp_path / "a.mkv", "--target-hr", "90", "--amplitude", "0.005",
+                      "--no-verify", "--quiet"], capsys)
+    assert code == 0
+    editor_info = json.loads((tmp_path / "a.report.json").read_text())["editor"]
+    assert editor_info["injected_rms"] == editor_info["injected_rms_base"] == 0.005
+
+
 def test_edit_trajectory_reports_hr_over_time(clip_path, tmp_path, capsys):
     code, _, _ = run(["edit", clip_path, "-o", tmp_path / "ramp.mkv", "--target-hr", "70:110", "--quiet",
                       "--no-figure", "--methods", "pos"], capsys)
@@ -210,6 +218,8 @@ def test_bad_options(clip_path, tmp_path, capsys):
     expect_error(["edit", clip_path, "-o", tmp_path / "o.avi", "--target-hr", 80], capsys, ".avi", tmp_path)
     expect_error(["edit", clip_path, "-o", tmp_path / "o.mp4", "--target-hr", 80, "--crf", 60], capsys, "crf", tmp_path)
     expect_error(["estimate", clip_path, "--methods", "pos,magic"], capsys, "magic", tmp_path)
+    expect_error(["edit", clip_path, "-o", tmp_path / "o.mkv", "--target-hr", 80, "--amplitude", 0.5], capsys,
+                 "amplitude", tmp_path)
     expect_error(["edit", clip_path, "-o", tmp_path / "missing_dir" / "o.mkv", "--target-hr", 80], capsys,
                  "does not exist", tmp_path)
 

@@ -111,6 +111,9 @@ def test_pulse_edit_trajectory_and_its_errors(clip):
     edited, info = run("PhysioLatentPulseEdit", images=images, fps=fps, target_hr_bpm=90.0, robust_to="lossless",
                        seed=1, mask=mask, hr_trajectory="0s=70, 8s=110")
     assert "70" in json.loads(info)["target"] and edited.shape == images.shape
+    _, info = run("PhysioLatentPulseEdit", images=images, fps=fps, target_hr_bpm=90.0, robust_to="lossless",
+                  seed=1, mask=mask, amplitude=0.006)
+    assert json.loads(info)["injected_rms"] == 0.006  # a fixed strength is kept
     with pytest.raises(InputError, match="seconds=bpm"):
         run("PhysioLatentPulseEdit", images=images, fps=fps, target_hr_bpm=90.0, robust_to="h264", seed=0,
             mask=mask, hr_trajectory="0s=70, later=110")
