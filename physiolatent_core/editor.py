@@ -294,7 +294,8 @@ class PulseEditor:
         # of per-cell normalised colours would carry motion that the face average has not
         # (a cell's colour changes as the face slides through it, the face's does not).
         cell_weights = weights * valid  # [T, K]
-        face_rgb = np.einsum("tk,tkc->tc", cell_weights, colours) / np.maximum(cell_weights.sum(axis=1), 1e-12)[:, None]
+        face_sum = np.einsum("tk,tkc->tc", cell_weights, colours)
+        face_rgb = face_sum / np.maximum(cell_weights.sum(axis=1), 1e-12)[:, None]  # [T, 3]
         # pooling[t,k,c]: how much a relative change of cell k moves the face mean of channel c.
         pooling = cell_weights[..., None] * colours
         pooling /= np.maximum(pooling.sum(axis=1, keepdims=True), 1e-12)
@@ -353,7 +354,8 @@ class PulseEditor:
         unit *= (pooled_map[:, 1:2] / np.maximum(pooled_map, 1e-6))[:, None, :]
         own = own * valid[None, :, None]
         reach = np.minimum(reach, 3.0)[None, :, None]
-        box_reader = _fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0), np.concatenate(self._box_share)
+        box_mean = _fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
+        box_reader = box_mean, np.concatenate(self._box_share)
         amplitude, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader)
         delta = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA)
 
