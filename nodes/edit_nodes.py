@@ -84,11 +84,12 @@ class PulseEdit:
             },
             "optional": {
                 "mask": _MASK,
-                "amplitude": _AMPLITUDE,
                 "hr_trajectory": ("STRING", {"default": "", "multiline": False,
                                              "tooltip": "Optional changing rate instead of the fixed target: "
                                                         "'70:120' ramps linearly over the clip; "
                                                         "'0s=70, 10s=110' gives (time : bpm) points. Empty = fixed target."}),
+                # Last: saved workflows list widget values by position.
+                "amplitude": _AMPLITUDE,
             },
         }
 
