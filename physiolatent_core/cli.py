@@ -758,9 +758,8 @@ def _demo(args, outputs: _Outputs) -> dict:
     edit_args = argparse.Namespace(
         command="edit", input=str(input_path), output=str(out_dir / names["edited"]), target_hr=str(target_hr),
         report=str(out_dir / names["report"]), figure=str(out_dir / names["figure"]), no_figure=False,
-        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, amplitude=None, methods=args.methods,
-        seed=args.seed,
-        overwrite=args.overwrite, quiet=args.quiet,
+        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, amplitude=None,
+        methods=args.methods, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet,
     )
     return _edit_or_remove(edit_args, outputs, true_hr_bpm=true_mean)
 

@@ -51,6 +51,7 @@ from .errors import InputError
 from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
 from .rppg import ESTIMATORS
 from .rppg.hr import check_duration, estimate_hr, hr_over_time
+from .rppg.traces import fill_gaps
 from .video import quantize_to_uint8
 
 # Blood-volume pulse direction in normalised RGB (de Haan & van Leest 2014), scaled so
@@ -354,7 +355,7 @@ class PulseEditor:
         unit *= (pooled_map[:, 1:2] / np.maximum(pooled_map, 1e-6))[:, None, :]
         own = own * valid[None, :, None]
         reach = np.minimum(reach, 3.0)[None, :, None]
-        box_mean = _fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
+        box_mean = fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
         box_reader = box_mean, np.concatenate(self._box_share)
         amplitude, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader)
         delta = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA)
@@ -401,14 +402,15 @@ class PulseEditor:
         if injected_hr is None:
             return self.amplitude, None
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
+        box_mean, box_share = box_reader
         best = None
         amplitude = self.amplitude
         while True:
             change = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA) / reach
             change += (codec_gain - 1.0) * amplitude * unit  # the path keeps codec_gain of the injected pulse
-            rgb = np.einsum("tk,tkc->tc", face_weights, colours * (1.0 + change))
-            box_mean, box_share = box_reader
-            box_rgb = box_mean + np.einsum("tk,tkc->tc", box_share, colours * change * reach)
+            colour_change = colours * change  # [T, K, 3]
+            rgb = np.einsum("tk,tkc->tc", face_weights, colours + colour_change)
+            box_rgb = box_mean + np.einsum("tk,tkc->tc", box_share, colour_change * reach)
             misread = _misreads(rgb, self.fps, injected_hr)
             misread += [f"{name} (face box)" for name in _misreads(box_rgb, self.fps, injected_hr)]
             if best is None or len(misread) < len(best[1]):
@@ -563,28 +565,14 @@ def _normalise(colours: np.ndarray, weights: np.ndarray, fps: float):
     """Cell colours -> relative colour change around the slow mean. Returns (norm, valid)."""
     from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     valid = weights.mean(axis=0) > 0.01 * weights.mean(axis=0).max()
-    # Frames where a cell is empty: carry the cell's nearest observed colour.
-    filled = colours.copy()
-    for k in range(colours.shape[1]):
-        seen = weights[:, k] > 1e-3
-        if seen.any() and not seen.all():
-            idx = np.flatnonzero(seen)
-            for c in range(3):
-                filled[:, k, c] = np.interp(np.arange(len(colours)), idx, colours[idx, k, c])
+    # Frames where a cell is empty: interpolate the cell's colour from the frames that saw it.
+    filled = np.stack([fill_gaps(colours[:, k], weights[:, k] > 1e-3) for k in range(colours.shape[1])], axis=1)
     filled = np.maximum(filled, 1e-3)
     sos = signal.butter(2, 0.4, btype="lowpass", fs=fps, output="sos")
     slow = np.maximum(_sosfiltfilt(sos, filled, fps), 1e-3)
     norm = filled / slow - 1.0
     norm[:, ~valid] = 0.0
     return norm, valid
-
-
-def _fill_gaps(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """x [T, C] with the rows where ``ok`` is False linearly interpolated from the others."""
-    if ok.all() or not ok.any():
-        return x
-    idx, t = np.flatnonzero(ok), np.arange(len(x))
-    return np.stack([np.interp(t, idx, x[idx, c]) for c in range(x.shape[1])], axis=1)
 
 
 def _hr_track(pulse: np.ndarray, fps: float, band_bpm) -> np.ndarray:

@@ -104,13 +104,19 @@ def extract_rgb(frames, mask=None) -> np.ndarray:
         raise InputError("the mask is zero in every frame: no skin pixels to average. Check the face mask.")
     rgb = np.zeros((t, 3))
     rgb[valid] = sums[valid] / totals[valid, None]
-    if not valid.all():
-        idx = np.arange(t)
-        for c in range(3):
-            rgb[~valid, c] = np.interp(idx[~valid], idx[valid], rgb[valid, c])
+    rgb = fill_gaps(rgb, valid)
     if not np.all(np.isfinite(rgb)):
         raise InputError("frames contain NaN or inf values inside the mask; check the decoded video.")
     return rgb
+
+
+def fill_gaps(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``x [T, C]`` with the rows where ``ok [T]`` is False linearly interpolated from the
+    others (held constant beyond the first and last ``ok`` row). Unchanged if all or none are ok."""
+    if ok.all() or not ok.any():
+        return x
+    idx, t = np.flatnonzero(ok), np.arange(len(x))
+    return np.stack([np.interp(t, idx, x[idx, c]) for c in range(x.shape[1])], axis=1)
 
 
 def detrend(x, lam: float = DETREND_LAMBDA) -> np.ndarray:
