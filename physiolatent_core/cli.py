@@ -335,8 +335,9 @@ class _Source:
         self._cache: list[np.ndarray] | None = None
         self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
 
-    def chunks(self, desc: str):
-        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar."""
+    def chunks(self, desc: str, uint8: bool = False):
+        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar
+        (``uint8``: 8-bit clips as decoded, for a pass that looks at few of its pixels)."""
         from .video import iter_frames, prefetch, to_float
 
         total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
@@ -347,7 +348,10 @@ class _Source:
             if self._cacheable:
                 raw = self._filling(raw)
         # The next chunk is decoded while the caller works on this one.
-        floats = prefetch(to_float(c) for c in raw)
+        def convert(chunk):
+            return chunk if uint8 and chunk.dtype == np.uint8 else to_float(chunk)
+
+        floats = prefetch(convert(c) for c in raw)
         return _progress(floats, self.args.quiet, desc=desc, unit="chunk", total=total)
 
     def _filling(self, raw):
@@ -367,7 +371,7 @@ def _track(source: _Source):
     from .face import FaceTracker
 
     tracker = FaceTracker(source.info.fps)
-    for chunk in source.chunks("face tracking"):
+    for chunk in source.chunks("face tracking", uint8=True):  # it converts the frames it searches
         tracker.update(chunk)
     return tracker.finish()
 

@@ -109,6 +109,15 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     return _cascades[name]
 
 
+def _as_float(frame: np.ndarray) -> np.ndarray:
+    """uint8 [h,w,3] -> float32 0..1 exactly as ``video.to_float`` converts it (float: as
+    given), so a clip tracks the same whether it arrives as uint8 or float. The tracker
+    converts only the frames it searches, about one in eight."""
+    if frame.dtype != np.uint8:
+        return frame
+    return frame.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
 def _to_grey_u8(image: np.ndarray) -> np.ndarray:
     """[h,w,3] RGB float 0..1 or uint8 -> [h,w] uint8 grey."""
     if image.dtype == np.uint8:
@@ -476,6 +485,7 @@ class FaceTracker:
         return box
 
     def _keyframe(self, t: int, frame: np.ndarray) -> None:
+        frame = _as_float(frame)
         box, seen = self._detect(frame, t)
         prev = self._last_key_box
         unreliable = (box is None and seen) or (
@@ -484,6 +494,7 @@ class FaceTracker:
         if unreliable and self._recent:
             # Search the frames since the previous keyframe to follow the motion step by step.
             for ti, fi in self._recent:
+                fi = _as_float(fi)
                 b, _ = self._detect(fi, ti)
                 if b is not None:
                     self._accept(ti, b, fi)

@@ -103,6 +103,21 @@ def test_uint8_frames_give_the_same_mask(clip):
     assert np.abs(mask_u8 - mask).mean() < 0.01
 
 
+def test_tracker_gives_the_same_boxes_for_uint8_and_float_frames():
+    # The CLI tracks 8-bit frames as decoded (only the searched frames get converted);
+    # the track must be the one the float frames give, to the bit.
+    frames_u8 = np.round(_moving_clip(40, dx=1) * 255).astype(np.uint8)
+    frames = frames_u8.astype(np.float32) * np.float32(1 / 255)
+    tracks = []
+    for clip in (frames_u8, frames):
+        tracker = face.FaceTracker(FPS)
+        for start in range(0, len(clip), 9):
+            tracker.update(clip[start : start + 9])
+        tracks.append(tracker.finish())
+    np.testing.assert_array_equal(tracks[0].boxes, tracks[1].boxes)
+    np.testing.assert_array_equal(tracks[0].found, tracks[1].found)
+
+
 def test_detection_runs_on_keyframes_only(clip):
     frames, _, _ = clip
     tracker = face.FaceTracker(FPS)

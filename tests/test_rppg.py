@@ -115,6 +115,27 @@ def test_detrend_removes_trend_keeps_pulse():
     assert np.abs(out[core] - pulse[core]).max() < 0.003
 
 
+def test_detrend_of_many_traces_matches_a_fresh_solve():
+    # detrend keeps the factorised system per length; each call must still solve its own trace.
+    import scipy.sparse.linalg
+
+    rng = np.random.default_rng(1)
+    n, lam = 150, 100.0
+    d2 = scipy.sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n), format="csc")
+    system = (scipy.sparse.identity(n, format="csc") + lam**2 * (d2.T @ d2)).tocsc()
+    for _ in range(3):
+        x = rng.standard_normal((n, 3)).cumsum(axis=0)
+        np.testing.assert_allclose(detrend(x), x - scipy.sparse.linalg.spsolve(system, x), atol=1e-10)
+
+
+def test_band_sos_is_a_private_copy():
+    from physiolatent_core.rppg.traces import band_sos
+
+    first = band_sos(30.0, (0.7, 3.0))
+    first[:] = 0.0  # a caller scribbling on its filter must not change the next caller's
+    assert np.abs(band_sos(30.0, (0.7, 3.0))).max() > 0
+
+
 # --------------------------------------------------------------------------- traces
 
 

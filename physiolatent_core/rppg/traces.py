@@ -10,6 +10,8 @@ Frequencies are in Hz inside this module (``band_hz``); the public HR APIs take 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..errors import InputError
@@ -126,30 +128,45 @@ def detrend(x, lam: float = DETREND_LAMBDA) -> np.ndarray:
     second-difference operator. ``x``: ``[T]`` or ``[T, C]`` (each column detrended).
     The system is pentadiagonal, so a sparse solve keeps this O(T).
     """
-    import scipy.sparse.linalg  # noqa: PLC0415 (slow to import: loaded on first use)
     z = np.asarray(x, dtype=np.float64)
     n = z.shape[0]
     if n < 3:
         return z - z.mean(axis=0)
+    trend = _trend_solver(n, float(lam))(z)
+    return z - np.asarray(trend).reshape(z.shape)
+
+
+@lru_cache(maxsize=32)
+def _trend_solver(n: int, lam: float):
+    """LU factorisation of ``I + lam^2 D2^T D2`` for ``n`` samples, kept: the strength check
+    and the sliding-window estimators detrend many traces of the same length."""
+    import scipy.sparse.linalg  # noqa: PLC0415 (slow to import: loaded on first use)
     d2 = scipy.sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n), format="csc")
     system = (scipy.sparse.identity(n, format="csc") + (lam**2) * (d2.T @ d2)).tocsc()
-    trend = scipy.sparse.linalg.spsolve(system, z)
-    return z - np.asarray(trend).reshape(z.shape)
+    return scipy.sparse.linalg.factorized(system)
 
 
 def band_sos(fps: float, band_hz=DEFAULT_BAND_HZ, order: int = 2) -> np.ndarray:
     """Butterworth band-pass in second-order sections; the upper edge is kept below Nyquist."""
-    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     fps = check_fps(fps)
-    low, high = float(band_hz[0]), float(band_hz[1])
+    return _band_sos(fps, float(band_hz[0]), float(band_hz[1]), int(order)).copy()  # scipy wants it writable
+
+
+@lru_cache(maxsize=64)
+def _band_sos(fps: float, low: float, high: float, order: int) -> np.ndarray:
+    # Kept: designing the filter (~1 ms) cost more than filtering a 10 s trace, and the
+    # strength check runs every estimator on many windows at the same rate and band.
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
     nyquist = fps / 2.0
-    high = min(high, 0.95 * nyquist)  # HR above Nyquist cannot be seen anyway
-    if not 0 < low < high:
+    edge = min(high, 0.95 * nyquist)  # HR above Nyquist cannot be seen anyway
+    if not 0 < low < edge:
         raise InputError(
-            f"band {band_hz} Hz cannot be filtered at {fps:g} fps (Nyquist {nyquist:g} Hz). "
+            f"band {(low, high)} Hz cannot be filtered at {fps:g} fps (Nyquist {nyquist:g} Hz). "
             "Use a higher frame rate or a lower band."
         )
-    return signal.butter(order, [low, high], btype="bandpass", fs=fps, output="sos")
+    sos = signal.butter(order, [low, edge], btype="bandpass", fs=fps, output="sos")
+    sos.flags.writeable = False
+    return sos
 
 
 def bandpass(x, fps: float, band_hz=DEFAULT_BAND_HZ, order: int = 2, axis: int = 0) -> np.ndarray:
