@@ -65,6 +65,7 @@ import cv2
 import numpy as np
 
 from .errors import FaceNotFoundError, InputError
+from .video import to_float
 
 __all__ = [
     "CropInfo",
@@ -110,12 +111,10 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 
 
 def _as_float(frame: np.ndarray) -> np.ndarray:
-    """uint8 [h,w,3] -> float32 0..1 exactly as ``video.to_float`` converts it (float: as
-    given), so a clip tracks the same whether it arrives as uint8 or float. The tracker
-    converts only the frames it searches, about one in eight."""
-    if frame.dtype != np.uint8:
-        return frame
-    return frame.astype(np.float32) * np.float32(1.0 / 255.0)
+    """uint8 [h,w,3] -> float32 0..1 as the video reader converts it (float: as given), so
+    a clip tracks the same whether it arrives as uint8 or float. The tracker converts only
+    the frames it searches, about one in eight."""
+    return to_float(frame) if frame.dtype == np.uint8 else frame
 
 
 def _to_grey_u8(image: np.ndarray) -> np.ndarray:
