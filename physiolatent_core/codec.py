@@ -122,10 +122,17 @@ def _round_trip(frames, face_mask, fps, change, sign, crf, quantize, preset):
 
     def edited_chunks():
         for s in range(0, len(frames), chunk):
-            part, mask = to_float(frames[s : s + chunk]), to_float(face_mask[s : s + chunk])
-            delta = part * np.minimum(mask * 2.0, 1.0)[..., None] * scale
-            delta *= wave[s : s + chunk, None, None, None] * direction
-            edited = np.clip(part + sign * delta, 0.0, 1.0)
+            edited, mask = to_float(frames[s : s + chunk]), to_float(face_mask[s : s + chunk])
+            if np.shares_memory(edited, frames):  # float input: edited in place below
+                edited = edited.copy()
+            # Only the mask's bounding box changes (the sample box has a wide margin around it).
+            rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
+            if len(rows):
+                inside = edited[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+                weight = np.minimum(mask[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * 2.0, 1.0)
+                delta = inside * weight[..., None] * scale
+                delta *= wave[s : s + chunk, None, None, None] * direction
+                np.clip(inside + sign * delta, 0.0, 1.0, out=inside)
             sent.append(extract_rgb(edited, mask))
             yield edited
 

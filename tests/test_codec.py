@@ -32,6 +32,18 @@ def test_near_lossless_path_keeps_the_colour_change(sample):
     np.testing.assert_allclose(gain, 1.0, atol=0.1)
 
 
+def test_the_sample_is_left_as_given_and_uint8_measures_the_same(sample):
+    """The round trips edit their own copies; 8-bit samples (what the editor keeps) give
+    the gains of the same frames as float."""
+    frames, mask = sample
+    kept = frames.copy()
+    as_float = codec.colour_response(frames, mask, FPS, editor.BLOOD_VOLUME_DIRECTION, crf=23, preset="ultrafast")
+    np.testing.assert_array_equal(frames, kept)
+    as_uint8 = codec.colour_response(np.round(frames * 255).astype(np.uint8), np.round(mask * 255).astype(np.uint8),
+                                     FPS, editor.BLOOD_VOLUME_DIRECTION, crf=23, preset="ultrafast")
+    np.testing.assert_allclose(as_uint8, as_float, atol=0.02)
+
+
 def test_crf23_keeps_less_and_turns_the_colour(sample):
     """Measured on every clip tried: the green (luma-heavy) part of the pulse loses most."""
     frames, mask = sample
