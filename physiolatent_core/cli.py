@@ -324,8 +324,8 @@ class _Source:
     """The input clip, decoded in chunks once per pass, or only once when it is small.
 
     Every pass of the pipeline reads the whole clip. A clip whose 8-bit frames fit in
-    ``CACHE_BYTES`` is kept decoded (uint8, a quarter of float32) after the first pass,
-    which saves a decode per later pass; longer or larger clips are decoded again each
+    ``CACHE_BYTES`` is kept decoded (uint8, a quarter of float32) by the first pass that
+    converts every frame (not the lazy tracking pass), which saves a decode per later pass; longer or larger clips are decoded again each
     pass, so memory stays bounded whatever their length.
     """
 
@@ -335,21 +335,25 @@ class _Source:
         self._cache: list[np.ndarray] | None = None
         self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
 
-    def chunks(self, desc: str, uint8: bool = False):
-        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar
-        (``uint8``: 8-bit clips as decoded, for a pass that looks at few of its pixels)."""
-        from .video import iter_frames, prefetch, to_float
+    def chunks(self, desc: str, lazy: bool = False):
+        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar.
+
+        ``lazy``: for a pass that looks at few frames, 8-bit frames as decoded: kept
+        chunks as they are, and a decode's as ``video.LazyFrames``, converted to RGB
+        frame by frame where used (such a pass leaves the clip to the next one to keep).
+        """
+        from .video import LazyFrames, iter_frames, prefetch, to_float
 
         total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
         if self._cache is not None:
             raw = iter(self._cache)
         else:
-            raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True)
-            if self._cacheable:
+            raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True, lazy=lazy)
+            if self._cacheable and not lazy:
                 raw = self._filling(raw)
         # The next chunk is decoded while the caller works on this one.
         def convert(chunk):
-            return chunk if uint8 and chunk.dtype == np.uint8 else to_float(chunk)
+            return chunk if lazy and (isinstance(chunk, LazyFrames) or chunk.dtype == np.uint8) else to_float(chunk)
 
         floats = prefetch(convert(c) for c in raw)
         return _progress(floats, self.args.quiet, desc=desc, unit="chunk", total=total)
@@ -371,7 +375,7 @@ def _track(source: _Source):
     from .face import FaceTracker
 
     tracker = FaceTracker(source.info.fps)
-    for chunk in source.chunks("face tracking", uint8=True):  # it converts the frames it searches
+    for chunk in source.chunks("face tracking", lazy=True):  # it converts the frames it searches
         tracker.update(chunk)
     return tracker.finish()
 

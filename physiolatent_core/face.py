@@ -65,7 +65,7 @@ import cv2
 import numpy as np
 
 from .errors import FaceNotFoundError, InputError
-from .video import to_float
+from .video import LazyFrames, to_float
 
 __all__ = [
     "CropInfo",
@@ -114,7 +114,7 @@ def _as_float(frame: np.ndarray) -> np.ndarray:
     """uint8 [h,w,3] -> float32 0..1 as the video reader converts it (float: as given), so
     a clip tracks the same whether it arrives as uint8 or float. The tracker converts only
     the frames it searches, about one in eight."""
-    return to_float(frame) if frame.dtype == np.uint8 else frame
+    return to_float(np.asarray(frame)) if frame.dtype == np.uint8 else frame  # asarray: a video.LazyFrame converts
 
 
 def _to_grey_u8(image: np.ndarray) -> np.ndarray:
@@ -505,12 +505,14 @@ class FaceTracker:
         self._recent.clear()
 
     def update(self, chunk: np.ndarray) -> np.ndarray:
-        """Track one chunk [t,H,W,3] of consecutive frames.
+        """Track one chunk [t,H,W,3] of consecutive frames (float 0..1, uint8, or
+        ``video.LazyFrames``, whose frames are converted to RGB only where searched).
 
         Returns provisional boxes [t,4]: the latest accepted detection held (NaN before
         the first). Final, smoothed boxes come from ``finish()``.
         """
-        chunk = _check_frames(chunk, "chunk")
+        if not isinstance(chunk, LazyFrames):  # those convert the frames searched, as they are searched
+            chunk = _check_frames(chunk, "chunk")
         if self.frame_size is None:
             self.frame_size = chunk.shape[1:3]
         elif chunk.shape[1:3] != self.frame_size:

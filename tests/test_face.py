@@ -118,6 +118,22 @@ def test_tracker_gives_the_same_boxes_for_uint8_and_float_frames():
     np.testing.assert_array_equal(tracks[0].found, tracks[1].found)
 
 
+def test_tracker_gives_the_same_boxes_for_lazy_chunks(tmp_path):
+    # The CLI's tracking pass gets chunks whose frames are converted only where searched.
+    from physiolatent_core import video
+
+    path = video.write_video(tmp_path / "moving.mp4", _moving_clip(40, dx=1), FPS, crf=18)
+    tracks = []
+    for lazy in (False, True):
+        tracker = face.FaceTracker(FPS)
+        for chunk in video.iter_frames(path, chunk_frames=9, raw=True, lazy=lazy):
+            assert isinstance(chunk, video.LazyFrames) == lazy
+            tracker.update(chunk)
+        tracks.append(tracker.finish())
+    np.testing.assert_array_equal(tracks[0].boxes, tracks[1].boxes)
+    np.testing.assert_array_equal(tracks[0].found, tracks[1].found)
+
+
 def test_detection_runs_on_keyframes_only(clip):
     frames, _, _ = clip
     tracker = face.FaceTracker(FPS)

@@ -84,6 +84,29 @@ def test_block_conversions_match_whole_array_arithmetic():
     np.testing.assert_array_equal(quantize_to_uint8(values, "truncate"), scaled.astype(np.uint8))
 
 
+def test_ycbcr420_is_bt709_limited_range_with_2x2_mean_chroma():
+    # OpenCV's fast paths (bilinear at half size, 3-row transform) against float64 arithmetic.
+    rng = np.random.default_rng(1)
+    rgb = rng.uniform(0, 1, (6, 10, 3)).astype(np.float32)
+    luma, cb, cr = video._rgb_to_ycbcr420(rgb)
+    matrix = video._RGB_TO_YCBCR.astype(np.float64)
+    full = rgb.astype(np.float64) @ matrix[:, :3].T + matrix[:, 3]
+    np.testing.assert_allclose(luma, full[..., 0], atol=1e-4)
+    means = full.reshape(3, 2, 5, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(cb, means[..., 1], atol=1e-4)
+    np.testing.assert_allclose(cr, means[..., 2], atol=1e-4)
+
+
+def test_tile_dither_steps_whole_tiles_and_keeps_the_tile_mean():
+    # A flat plane 0.3 level above 100 with a frame size that is no multiple of the tile:
+    # the tiles step by whole levels, and over time each tile averages the wanted value.
+    dither = video._TileDither(tile=8, seed=0)
+    planes = np.stack([dither(np.full((20, 30), 100.3, np.float32)) for _ in range(200)]).astype(float)
+    assert set(np.unique(planes)) <= {100.0, 101.0}
+    assert np.all(planes[:, :8, :8] == planes[:, :1, :1])  # a tile moves as a whole
+    np.testing.assert_allclose(planes.mean(axis=0), 100.3, atol=0.02)
+
+
 def test_dither_keeps_mean_and_carries_state_across_chunks():
     level = np.full((200, 8, 8), 100.3 / 255, np.float32)
     whole = quantize_to_uint8(level, "dither", seed=3)
@@ -148,6 +171,22 @@ def test_subgrey_pulse_on_a_textured_still_through_h264(tmp_path):
 
 
 # ------------------------------------------------------------------ writing and reading back
+
+
+def test_lazy_chunks_are_the_raw_chunks_converted_where_used(tmp_path):
+    clip = _random_clip(t=11, h=24, w=32)
+    path = write_video(tmp_path / "c.mp4", clip, 30.0, crf=18)
+    raw = list(iter_frames(path, chunk_frames=4, raw=True))
+    lazy = list(iter_frames(path, chunk_frames=4, lazy=True))
+    assert [len(c) for c in lazy] == [4, 4, 3]
+    for r, c in zip(raw, lazy):
+        assert isinstance(c, video.LazyFrames) and c.shape == r.shape and c.dtype == np.uint8
+        np.testing.assert_array_equal(np.asarray(c), r)
+        np.testing.assert_array_equal(np.asarray(c[1]), r[1])
+        assert c[1].shape == r[1].shape and c[1].copy() is c[1]
+    folder = write_video(tmp_path / "frames", clip, 30.0)  # a folder has nothing to defer
+    chunks = list(iter_frames(folder, chunk_frames=4, lazy=True, stop=6))
+    assert [type(c) for c in chunks] == [np.ndarray, np.ndarray] and chunks[0].dtype == np.uint8
 
 
 def test_ffv1_is_lossless_for_8bit_rgb(tmp_path):
