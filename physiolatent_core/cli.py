@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -515,6 +516,7 @@ def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_f
     """Pass 4: decode the saved file beside the input (``masker``: a fresh skin masker of
     the input). Returns (colour traces of the saved file [T,3], verification dict with
     PSNR/SSIM, codec reference or None)."""
+    from .codec import PARALLEL_MAX_PIXELS
     from .rppg import extract_rgb
     from .verify import FidelityMeter, verify_traces
     from .video import iter_frames, prefetch, quantize_to_uint8
@@ -523,35 +525,43 @@ def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_f
     head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
                       max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
     head_in = head_saved = None  # the first frames of both clips, 8-bit, for the codec reference
+    # The codec reference runs in a worker thread beside the rest of this pass, once both
+    # heads are in; not for frames above 640x480, where a second x264 instance during the
+    # pass would raise the peak memory (see codec.PARALLEL_MAX_PIXELS).
+    beside = source.info.width * source.info.height <= PARALLEL_MAX_PIXELS
+    codec_reference = None
     saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames))
     seen = 0
-    for original in source.chunks("verifying"):
-        # Both files are decoded in chunks of the same length, so the chunks line up.
-        saved = next(saved_chunks, None)
-        if saved is None or len(saved) != len(original):
-            raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
-        saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
-        rgb_after.append(extract_rgb(saved, masker(original)))
-        meter.update(saved, original)
-        if kind == "h264" and seen < head_frames:
-            # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
-            if head_in is None:
-                head_in, head_saved = (np.empty((head_frames, *original.shape[1:]), np.uint8) for _ in range(2))
-            at = slice(seen, min(seen + len(original), head_frames))
-            head_in[at] = quantize_to_uint8(original[: at.stop - seen], "round")
-            head_saved[at] = quantize_to_uint8(saved[: at.stop - seen], "round")
-        seen += len(original)
-    rgb_after = np.concatenate(rgb_after)
-    if next(saved_chunks, None) is not None:
-        raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-reference") as pool:
+        for original in source.chunks("verifying"):
+            # Both files are decoded in chunks of the same length, so the chunks line up.
+            saved = next(saved_chunks, None)
+            if saved is None or len(saved) != len(original):
+                raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
+            saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
+            rgb_after.append(extract_rgb(saved, masker(original)))
+            meter.update(saved, original)
+            if kind == "h264" and seen < head_frames:
+                # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
+                if head_in is None:
+                    head_in, head_saved = (np.empty((head_frames, *original.shape[1:]), np.uint8) for _ in range(2))
+                at = slice(seen, min(seen + len(original), head_frames))
+                head_in[at] = quantize_to_uint8(original[: at.stop - seen], "round")
+                head_saved[at] = quantize_to_uint8(saved[: at.stop - seen], "round")
+                if at.stop == head_frames and beside:
+                    codec_reference = pool.submit(_codec_reference, head_in, head_saved, fps, args.crf, args.seed,
+                                                  args.preset)
+            seen += len(original)
+        rgb_after = np.concatenate(rgb_after)
+        if next(saved_chunks, None) is not None:
+            raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
+        if head_in is not None and codec_reference is None:
+            codec_reference = pool.submit(_codec_reference, head_in, head_saved, fps, args.crf, args.seed, args.preset)
 
     checked = verify_traces(rgb_after, fps, methods=methods, rgb_before=rgb_before, target_hr_bpm=aim_constant,
                             band_bpm=band)
     checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
-    codec_reference = None
-    if head_in is not None:
-        codec_reference = _codec_reference(head_in, head_saved, fps, args.crf, args.seed, args.preset)
-    return rgb_after, checked, codec_reference
+    return rgb_after, checked, None if codec_reference is None else codec_reference.result()
 
 
 class _Stopwatch:

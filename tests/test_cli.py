@@ -77,6 +77,22 @@ def test_edit_mp4_reports_codec_reference_and_honours_options(clip_path, tmp_pat
     assert report["outputs"]["figure"] is None
 
 
+def test_codec_reference_is_the_same_beside_the_read_back_or_after_it(clip_path, tmp_path, capsys, monkeypatch):
+    # Frames up to 640x480 get the reference in a worker thread during the read-back; larger
+    # ones after it (one x264 instance at a time). Same numbers either way.
+    from physiolatent_core import codec
+
+    refs = []
+    for limit in (codec.PARALLEL_MAX_PIXELS, 0):
+        monkeypatch.setattr(codec, "PARALLEL_MAX_PIXELS", limit)
+        out = tmp_path / f"edited_{limit}.mp4"
+        code, _, _ = run(["edit", clip_path, "-o", out, "--target-hr", "80", "--no-figure", "--quiet",
+                          "--methods", "pos", "--preset", "ultrafast"], capsys)
+        assert code == 0
+        refs.append(json.loads(out.with_suffix(".report.json").read_text())["codec_reference"])
+    assert refs[0] == refs[1] and refs[0]["psnr_db"] > 30
+
+
 def test_edit_without_verification_is_honest_about_it(clip_path, tmp_path, capsys):
     out = tmp_path / "fast.mp4"
     code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", "90", "--no-verify", "--preset", "veryfast"],
