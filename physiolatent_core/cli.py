@@ -322,12 +322,13 @@ def _fmt_hr(value) -> str:
 
 
 class _Source:
-    """The input clip, decoded in chunks once per pass, or only once when it is small.
+    """The input clip, decoded in chunks once per pass, or kept after the analysis pass when it is small.
 
     Every pass of the pipeline reads the whole clip. A clip whose 8-bit frames fit in
     ``CACHE_BYTES`` is kept decoded (uint8, a quarter of float32) by the first pass that
-    converts every frame (not the lazy tracking pass), which saves a decode per later pass; longer or larger clips are decoded again each
-    pass, so memory stays bounded whatever their length.
+    converts every frame (not the lazy tracking pass), which saves a decode per later
+    pass; longer or larger clips are decoded again each pass, so memory stays bounded
+    whatever their length.
     """
 
     def __init__(self, path: Path, info, args):

@@ -347,7 +347,8 @@ def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None =
             break
         if buffer is None:
             first = img
-            buffer = [None] * chunk_frames if isinstance(img, LazyFrame) else np.empty((chunk_frames, *img.shape), img.dtype)
+            lazy_chunk = isinstance(img, LazyFrame)
+            buffer = [None] * chunk_frames if lazy_chunk else np.empty((chunk_frames, *img.shape), img.dtype)
         if img.shape != first.shape or img.dtype != first.dtype:
             raise VideoError(f"frame {index} of {p} is {img.shape[1]}x{img.shape[0]} {img.dtype}, earlier frames are "
                              f"{first.shape[1]}x{first.shape[0]} {first.dtype}: all frames must share one size "
