@@ -189,6 +189,25 @@ def test_lazy_chunks_are_the_raw_chunks_converted_where_used(tmp_path):
     assert [type(c) for c in chunks] == [np.ndarray, np.ndarray] and chunks[0].dtype == np.uint8
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_size_change_inside_the_stream_is_refused(tmp_path, lazy):
+    # Two MPEG-TS streams of different sizes back to back decode as one stream.
+    parts = []
+    for i, (h, w) in enumerate([(24, 32), (32, 48)]):
+        path = tmp_path / f"{i}.ts"
+        with av.open(str(path), "w", format="mpegts") as c:
+            s = c.add_stream("libx264", rate=30)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            for k in range(5):
+                c.mux(s.encode(av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * k, np.uint8), format="rgb24")))
+            c.mux(s.encode(None))
+        parts.append(path.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    with pytest.raises(VideoError, match="frame 5 .* 48x32 .* earlier frames are 32x24"):
+        list(iter_frames(joined, chunk_frames=4, raw=True, lazy=lazy))
+
+
 def test_ffv1_is_lossless_for_8bit_rgb(tmp_path):
     clip = np.random.default_rng(1).integers(0, 256, (6, 21, 35, 3), dtype=np.uint8)  # odd size too
     back, _ = read_video(write_video(tmp_path / "x.mkv", clip, 25.0))
