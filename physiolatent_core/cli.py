@@ -344,7 +344,7 @@ class _Source:
         chunks as they are, and a decode's as ``video.LazyFrames``, converted to RGB
         frame by frame where used (such a pass leaves the clip to the next one to keep).
         """
-        from .video import LazyFrames, iter_frames, prefetch, to_float
+        from .video import iter_frames, prefetch, to_float
 
         total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
         if self._cache is not None:
@@ -354,8 +354,8 @@ class _Source:
             if self._cacheable and not lazy:
                 raw = self._filling(raw)
         # The next chunk is decoded while the caller works on this one.
-        def convert(chunk):
-            return chunk if lazy and (isinstance(chunk, LazyFrames) or chunk.dtype == np.uint8) else to_float(chunk)
+        def convert(chunk):  # LazyFrames are uint8 too
+            return chunk if lazy and chunk.dtype == np.uint8 else to_float(chunk)
 
         floats = prefetch(convert(c) for c in raw)
         return _progress(floats, self.args.quiet, desc=desc, unit="chunk", total=total)
@@ -531,6 +531,10 @@ def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_f
     # pass would raise the peak memory (see codec.PARALLEL_MAX_PIXELS).
     beside = source.info.width * source.info.height <= PARALLEL_MAX_PIXELS
     codec_reference = None
+
+    def start_reference():
+        return pool.submit(_codec_reference, head_in, head_saved, fps, args.crf, args.seed, args.preset)
+
     saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames))
     seen = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-reference") as pool:
@@ -550,14 +554,13 @@ def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_f
                 head_in[at] = quantize_to_uint8(original[: at.stop - seen], "round")
                 head_saved[at] = quantize_to_uint8(saved[: at.stop - seen], "round")
                 if at.stop == head_frames and beside:
-                    codec_reference = pool.submit(_codec_reference, head_in, head_saved, fps, args.crf, args.seed,
-                                                  args.preset)
+                    codec_reference = start_reference()
             seen += len(original)
         rgb_after = np.concatenate(rgb_after)
         if next(saved_chunks, None) is not None:
             raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
         if head_in is not None and codec_reference is None:
-            codec_reference = pool.submit(_codec_reference, head_in, head_saved, fps, args.crf, args.seed, args.preset)
+            codec_reference = start_reference()
 
     checked = verify_traces(rgb_after, fps, methods=methods, rgb_before=rgb_before, target_hr_bpm=aim_constant,
                             band_bpm=band)
