@@ -11,7 +11,11 @@ each save path a user takes:
 
 The editor is told the path (``robust_to='lossless'`` for lossless, ``'h264'`` otherwise).
 Estimators see the saved video through two regions of interest: our skin mask, and a plain
-face box enlarged 1.5x as rPPG-Toolbox crops it (no knowledge of our mask).
+face box enlarged 1.5x as rPPG-Toolbox crops it (no knowledge of our mask). The eight
+estimators of ``rppg.ESTIMATORS`` read the ROI's mean colour; SSR (``rppg.ssr``) reads its
+pixels' colour distribution, through the skin mask and through the box's skin-coloured
+pixels (a fixed Y'CbCr rule, as SSR's paper segments skin), since a box's background and
+hair would dominate a pixel distribution.
 
 Prints one JSON line per case and a summary table; writes everything to --out.
 
@@ -29,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from physiolatent_core import editor, face, rppg, video  # noqa: E402
 from physiolatent_core.pulse import hr_curve, parse_hr_target  # noqa: E402
 from physiolatent_core.rppg.hr import estimate_hr, snr_db  # noqa: E402
+from physiolatent_core.rppg.ssr import colour_moments, ssr  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
 from physiolatent_core.verify import psnr_db, ssim  # noqa: E402
 
@@ -68,8 +74,20 @@ def box_mask(frames, fps, scale=1.5):
     return mask
 
 
+def skin_colour(frames):
+    """[T,H,W] 1 where a pixel's Y'CbCr lies in the classic skin range (Chai & Ngan 1999:
+    Cr 133-173, Cb 77-127), else 0: skin as a reader that knows no face model segments it."""
+    out = np.zeros(frames.shape[:3], np.float32)
+    for i, frame in enumerate(frames):
+        ycrcb = cv2.cvtColor(np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2YCrCb)
+        cr, cb = ycrcb[..., 1], ycrcb[..., 2]
+        out[i] = (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
+    return out
+
+
 def read_hrs(frames, fps, masks):
-    """HR (whole clip), pulse and colour trace per estimator per ROI: {roi: {method: (hr, pulse, rgb)}}."""
+    """HR (whole clip), pulse and trace per estimator per ROI: {roi: {method: (hr, pulse, trace)}}.
+    The trace is the mean colour [T,3] for ``rppg.ESTIMATORS``, the colour moments [T,3,3] for SSR."""
     out = {}
     for roi, mask in masks.items():
         rgb = rppg.extract_rgb(frames, mask)
@@ -77,10 +95,18 @@ def read_hrs(frames, fps, masks):
         for name, fn in rppg.ESTIMATORS.items():
             pulse = fn(rgb, fps)
             out[roi][name] = (estimate_hr(pulse, fps), pulse, rgb)
+        pixels = mask if roi == "skin" else mask * skin_colour(frames)
+        moments = colour_moments(frames, pixels)
+        pulse = ssr(moments, fps)
+        out[roi]["ssr"] = (estimate_hr(pulse, fps), pulse, moments)
     return out
 
 
-def target_error(method, rgb, pulse, fps, target, window_s=6.0):
+def _reader(method):
+    return ssr if method == "ssr" else rppg.ESTIMATORS[method]
+
+
+def target_error(method, trace, pulse, fps, target, window_s=6.0):
     """|HR read - target|: whole clip for a constant target. For a ramp, the estimator runs
     on each 6 s window of the colour trace (how time-varying HR is read; PCA and ICA choose
     their component per window) and the error is the mean over windows."""
@@ -90,8 +116,8 @@ def target_error(method, rgb, pulse, fps, target, window_s=6.0):
         return abs(estimate_hr(pulse, fps) - curve[0])
     n, step = int(window_s * fps), int(fps)
     errors = []
-    for start in range(0, len(rgb) - n + 1, step):
-        hr = estimate_hr(rppg.ESTIMATORS[method](rgb[start : start + n], fps), fps)
+    for start in range(0, len(trace) - n + 1, step):
+        hr = estimate_hr(_reader(method)(trace[start : start + n], fps), fps)
         errors.append(abs(hr - curve[start : start + n].mean()))
     return float(np.mean(errors))
 
@@ -144,10 +170,10 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
                            psnr_db=psnr_db(saved, reference), ssim=ssim(saved, reference)[0],
                            injected_rms=res.info.get("injected_rms"))
                 for roi, reads in after.items():
-                    for method, (hr, pulse, rgb) in reads.items():
+                    for method, (hr, pulse, trace) in reads.items():
                         key = f"{roi}/{method}"
                         if mode == "edit":
-                            row[key] = dict(hr=hr, err=target_error(method, rgb, pulse, fps, target))
+                            row[key] = dict(hr=hr, err=target_error(method, trace, pulse, fps, target))
                         else:
                             orig_pulse = before[roi][method][1]
                             row[key] = dict(hr=hr, err_true=abs(hr - true_hr),
@@ -174,12 +200,20 @@ def summarise(rows):
         keys = [k for k in edits[0] if "/" in k] if edits else []
         s = {"edit_cases": len(edits), "remove_cases": len(removes)}
         for roi in ("skin", "box"):
-            ks = [k for k in keys if k.startswith(roi)]
+            every = [k for k in keys if k.startswith(roi)]
+            # The aggregates count the eight mean-colour estimators (comparable with runs
+            # before SSR was read); SSR has its own entries in the *_by_method tables.
+            ks = [k for k in every if k.split("/")[1] in rppg.ESTIMATORS]
             ok = [r[k]["err"] <= 3.0 for r in edits for k in ks]
             s[f"edit_within_3bpm_{roi}"] = float(np.mean(ok)) if ok else None
             s[f"edit_worst_err_{roi}"] = max((r[k]["err"] for r in edits for k in ks), default=None)
             s[f"edit_within_3bpm_{roi}_by_method"] = {
-                k.split("/")[1]: float(np.mean([r[k]["err"] <= 3.0 for r in edits])) for k in ks
+                k.split("/")[1]: float(np.mean([r[k]["err"] <= 3.0 for r in edits])) for k in every
+            }
+            s[f"remove_snr_drop_ge_15db_{roi}_by_method"] = {
+                k.split("/")[1]: [int(sum(r[k]["snr_in"] - r[k]["snr_out"] >= 15 for r in removes if r[k]["snr_in"] > 0)),
+                                  int(sum(r[k]["snr_in"] > 0 for r in removes))]
+                for k in (every if removes else [])
             }
             # SNR drop only where the input has a measurable pulse at the true HR (SNR_in > 0 dB);
             # a clip whose pulse is already below the noise cannot lose 15 dB of it.

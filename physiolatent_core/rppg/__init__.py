@@ -3,6 +3,7 @@
     rgb = extract_rgb(frames, mask)            # [T,H,W,3] -> [T,3] mean skin colour
     pulse = ESTIMATORS["pos"](rgb, fps)         # [T,3] -> [T] (green chrom pos pca ica lgi pbv omit)
     hr = hr.estimate_hr(pulse, fps)             # bpm
+    pulse = ssr(colour_moments(frames, mask), fps)  # SSR reads the pixels' colour distribution
     estimate(frames, fps, mask)                 # all of the above, for several methods
 
 ``torch_pos`` (differentiable POS for training) imports torch, so it is not imported here:
@@ -17,11 +18,13 @@ from ..errors import InputError
 from . import hr
 from .estimators import ESTIMATORS
 from .hr import check_duration, estimate_hr, hr_over_time, power_spectrum, snr_db
+from .ssr import colour_moments, ssr
 from .traces import check_fps, extract_rgb
 
 __all__ = [
     "ESTIMATORS",
     "check_duration",
+    "colour_moments",
     "estimate",
     "estimate_hr",
     "extract_rgb",
@@ -30,6 +33,7 @@ __all__ = [
     "power_spectrum",
     "resolve_methods",
     "snr_db",
+    "ssr",
     "to_rgb_trace",
 ]
 
