@@ -18,8 +18,9 @@ from ._common import (Progress, check_duration, check_fps, check_same_shape, ima
 
 CATEGORY = "PhysioLatent/Verify"
 MIN_SECONDS = 4.0  # verify's minimum: a few beats at 40 bpm
-# Estimator names of physiolatent_core.rppg.ESTIMATORS, in the order the dropdown shows them.
-ESTIMATOR_NAMES = ["pos", "chrom", "green", "pca", "ica", "lgi", "pbv", "omit"]
+# Reader names of physiolatent_core.rppg.METHODS, in the order the dropdown shows them
+# (SSR, the pixel-level reader, last).
+ESTIMATOR_NAMES = ["pos", "chrom", "green", "pca", "ica", "lgi", "pbv", "omit", "ssr"]
 
 
 class EstimateHeartRate:
@@ -44,7 +45,8 @@ class EstimateHeartRate:
                 "method": (ESTIMATOR_NAMES, {"default": "pos",
                                              "tooltip": "rPPG estimator whose reading goes to the hr_bpm output."}),
                 "report_methods": ("STRING", {"default": "pos, chrom, green",
-                                              "tooltip": "Estimators for the report: comma-separated names, or 'all'."}),
+                                              "tooltip": "Estimators for the report: comma-separated names "
+                                                         f"({', '.join(ESTIMATOR_NAMES)}), or 'all'."}),
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Optional skin mask; without it the face is found automatically."}),
@@ -61,7 +63,7 @@ class EstimateHeartRate:
         fps = check_fps(fps)
         frames = image_to_numpy(images)
         check_duration(frames, fps, MIN_SECONDS, "Estimate Heart Rate")
-        methods = parse_methods(report_methods, list(rppg.ESTIMATORS))
+        methods = parse_methods(report_methods, list(rppg.METHODS))
         if method not in methods:
             methods = [method] + methods
         ref = None

@@ -67,8 +67,9 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
     remove); ``files``: it reads a user's file and may name its report/figure (not demo)."""
     if files:
         p.add_argument("--fps", type=float, help="frame rate (required for a folder of frames; overrides the file's)")
-    p.add_argument("--methods", help="comma-separated rPPG estimators for verification (default: %(default)s)",
-                   default=",".join(DEFAULT_METHODS))
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated rPPG readers for verification, of green chrom pos pca ica lgi pbv omit "
+                        "(mean skin colour) and ssr (skin pixels' colour distribution), or all (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     if files:
         default = " (default: OUT stem + %s)" if output else " (default: none)"
@@ -243,6 +244,8 @@ def _out_kind(raw: str) -> str:
 def _methods(spec: str) -> list[str]:
     from .rppg import resolve_methods
 
+    if spec.strip().lower() == "all":
+        return resolve_methods("all")
     return resolve_methods([m.strip() for m in spec.split(",") if m.strip()])
 
 
@@ -401,7 +404,7 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     from .editor import PulseEditor
     from .face import SkinMasker
     from .pulse import hr_curve, parse_hr_target
-    from .rppg import extract_rgb
+    from .rppg import ColourTraces, read_traces
     from .rppg.hr import check_duration
     from .verify import plot_pulse, save_figure
     from .video import Behind, VideoWriter, probe_video
@@ -438,13 +441,13 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     source = _Source(input_path, info, args)
     track = _track(source)
     lap("face_track")
-    masker, rgb_before, n_frames = SkinMasker(track, record_bytes=MASK_RECORD_BYTES), [], 0
+    masker, traces_before, n_frames = SkinMasker(track, record_bytes=MASK_RECORD_BYTES), [], 0
     for chunk in source.chunks("analysing"):
         mask = masker(chunk)
         editor.observe(chunk, mask)
-        rgb_before.append(extract_rgb(chunk, mask))
+        traces_before.append(read_traces(chunk, mask, methods))
         n_frames += len(chunk)
-    rgb_before = np.concatenate(rgb_before)
+    traces_before = ColourTraces.join(traces_before)
     check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
     lap("analyse")
     editor.plan(track) if isinstance(editor, _NetworkEdit) else editor.plan()
@@ -466,21 +469,22 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
     band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), true_hr_bpm)
-    checked = trajectory = codec_reference = rgb_after = None
+    checked = trajectory = codec_reference = traces_after = None
     if not args.no_verify:
         # ---- pass 4: the file as saved, beside the input
-        rgb_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), kind, args,
-                                                         n_frames, fps, rgb_before, methods, aim_constant, band)
+        traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), kind, args,
+                                                         n_frames, fps, traces_before, methods, aim_constant, band)
         if aim is not None and aim.kind != "constant":
-            trajectory = _trajectory_check(rgb_after, fps, aim_curve, band)
+            trajectory = _trajectory_check(traces_after.rgb, fps, aim_curve, band)
         lap("verify")
 
     editor_info = editor.info
-    if rgb_after is None:
+    if traces_after is None:
         figure_path = None  # nothing read back to draw
     if figure_path is not None:
         title = (f"{args.command}: target {aim}" if aim is not None else "remove") + " (file as saved)"
-        fig = plot_pulse(rgb_after, fps, before=rgb_before, target_hr_bpm=aim_constant, band_bpm=band, title=title)
+        fig = plot_pulse(traces_after.rgb, fps, before=traces_before.rgb, target_hr_bpm=aim_constant, band_bpm=band,
+                         title=title)
         outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
         lap("figure")
     info = dataclasses.replace(info, num_frames=n_frames)
@@ -513,16 +517,16 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
 
 
 def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_frames: int, fps: float,
-               rgb_before, methods, aim_constant, band):
+               traces_before, methods, aim_constant, band):
     """Pass 4: decode the saved file beside the input (``masker``: a fresh skin masker of
-    the input). Returns (colour traces of the saved file [T,3], verification dict with
+    the input). Returns (colour traces of the saved file, verification dict with
     PSNR/SSIM, codec reference or None)."""
     from .codec import PARALLEL_MAX_PIXELS
-    from .rppg import extract_rgb
+    from .rppg import ColourTraces, read_traces
     from .verify import FidelityMeter, verify_traces
     from .video import iter_frames, prefetch, quantize_to_uint8
 
-    meter, rgb_after = FidelityMeter(n_frames), []
+    meter, traces_after = FidelityMeter(n_frames), []
     head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
                       max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
     head_in = head_saved = None  # the first frames of both clips, 8-bit, for the codec reference
@@ -544,7 +548,7 @@ def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_f
             if saved is None or len(saved) != len(original):
                 raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
             saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
-            rgb_after.append(extract_rgb(saved, masker(original)))
+            traces_after.append(read_traces(saved, masker(original), methods))
             meter.update(saved, original)
             if kind == "h264" and seen < head_frames:
                 # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
@@ -556,16 +560,16 @@ def _read_back(written_video: str, source: _Source, masker, kind: str, args, n_f
                 if at.stop == head_frames and beside:
                     codec_reference = start_reference()
             seen += len(original)
-        rgb_after = np.concatenate(rgb_after)
+        traces_after = ColourTraces.join(traces_after)
         if next(saved_chunks, None) is not None:
             raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
         if head_in is not None and codec_reference is None:
             codec_reference = start_reference()
 
-    checked = verify_traces(rgb_after, fps, methods=methods, rgb_before=rgb_before, target_hr_bpm=aim_constant,
-                            band_bpm=band)
+    checked = verify_traces(traces_after, fps, methods=methods, traces_before=traces_before,
+                            target_hr_bpm=aim_constant, band_bpm=band)
     checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
-    return rgb_after, checked, None if codec_reference is None else codec_reference.result()
+    return traces_after, checked, None if codec_reference is None else codec_reference.result()
 
 
 class _Stopwatch:
@@ -703,7 +707,7 @@ def _print_summary(report: dict) -> None:
 
 def _estimate(args, outputs: _Outputs) -> dict:
     from .face import SkinMasker
-    from .rppg import extract_rgb
+    from .rppg import ColourTraces, read_traces
     from .rppg.hr import check_duration
     from .verify import plot_pulse, save_figure, verify_traces
     from .video import probe_video
@@ -720,19 +724,19 @@ def _estimate(args, outputs: _Outputs) -> dict:
     # Two streamed passes (face track, then mask + colour trace): bounded memory.
     source = _Source(input_path, info, args)
     track = _track(source)
-    masker, rgb = SkinMasker(track), []
+    masker, traces = SkinMasker(track), []
     for chunk in source.chunks("reading colour"):
-        rgb.append(extract_rgb(chunk, masker(chunk)))
-    rgb = np.concatenate(rgb)
-    info = dataclasses.replace(info, num_frames=len(rgb))
-    checked = verify_traces(rgb, info.fps, methods=methods)
+        traces.append(read_traces(chunk, masker(chunk), methods))
+    traces = ColourTraces.join(traces)
+    info = dataclasses.replace(info, num_frames=len(traces))
+    checked = verify_traces(traces, info.fps, methods=methods)
     if figure_path is not None:
-        fig = plot_pulse(rgb, info.fps, title=f"{input_path.name}: POS pulse")
+        fig = plot_pulse(traces.rgb, info.fps, title=f"{input_path.name}: POS pulse")
         outputs.done(_ordinary_permissions(save_figure(fig, figure_path, overwrite=args.overwrite)))
     report = jsonable({
         "command": "estimate", "input": asdict(info),
         "settings": {"methods": methods, "fps": info.fps},
-        "face": {"frames": len(rgb), "frames_detected": int(np.sum(track.found))},
+        "face": {"frames": len(traces), "frames_detected": int(np.sum(track.found))},
         "verify": checked, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
         "outputs": {"report": None if report_path is None else str(report_path),
                     "figure": None if figure_path is None else str(figure_path)},

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .rppg import ESTIMATORS, check_fps, extract_rgb, resolve_methods, to_rgb_trace
+from .rppg import ColourTraces, check_fps, pulse_of, read_traces, resolve_methods, to_rgb_trace
 from .rppg.hr import DEFAULT_BAND_BPM, check_duration, estimate_hr, power_spectrum, snr_db
 
 #: PSNR reported for identical clips (the true value is infinite, which JSON cannot hold).
@@ -161,7 +161,7 @@ def verify(
         fps: frame rate.
         mask: ``[T, H, W]`` / ``[H, W]`` skin weights used for the colour traces of both
             clips, or None (whole frame).
-        methods: estimator names (default: all of ``rppg.ESTIMATORS``).
+        methods: reader names (default: all of ``rppg.METHODS``, SSR included).
         reference_frames: the unedited clip ``[T, H, W, 3]``, same shape; enables the
             before/after and fidelity entries.
         target_hr_bpm: the HR the edit aimed at.
@@ -193,8 +193,10 @@ def verify(
                 f"reference_frames {ref.shape} and frames {x.shape} differ in shape; pass the unedited "
                 "clip with the same size and number of frames."
             )
+    names = resolve_methods(methods)
     report = verify_traces(
-        extract_rgb(x, mask), fps, methods=methods, rgb_before=None if ref is None else extract_rgb(ref, mask),
+        read_traces(x, mask, names), fps, methods=names,
+        traces_before=None if ref is None else read_traces(ref, mask, names),
         target_hr_bpm=target_hr_bpm, true_hr_bpm=true_hr_bpm, band_bpm=band_bpm, min_duration_s=min_duration_s,
     )
     if ref is not None:
@@ -204,29 +206,30 @@ def verify(
 
 
 def verify_traces(
-    rgb_after,
+    traces_after,
     fps,
     methods=None,
-    rgb_before=None,
+    traces_before=None,
     target_hr_bpm=None,
     true_hr_bpm=None,
     band_bpm=DEFAULT_BAND_BPM,
     min_duration_s: float = 4.0,
 ) -> dict:
-    """:func:`verify` on colour traces ``[T, 3]`` (``rppg.extract_rgb``) instead of frames,
-    for callers that stream long clips. Same keys, without ``psnr_db`` / ``ssim``."""
+    """:func:`verify` on colour traces (``rppg.ColourTraces`` from ``rppg.read_traces``, or
+    mean-colour traces ``[T, 3]`` from ``rppg.extract_rgb``) instead of frames, for callers
+    that stream long clips. Same keys, without ``psnr_db`` / ``ssim``."""
     fps = check_fps(fps)
-    names = resolve_methods(methods)
-    rgb_after = to_rgb_trace(rgb_after)
-    duration = check_duration(len(rgb_after), fps, min_duration_s=min_duration_s)
+    traces_after = _as_traces(traces_after)
+    names = resolve_methods(methods, pixels=traces_after.moments is not None)
+    duration = check_duration(len(traces_after), fps, min_duration_s=min_duration_s)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
 
-    pulses_after = {n: ESTIMATORS[n](rgb_after, fps, band_hz=band_hz) for n in names}
+    pulses_after = {n: pulse_of(n, traces_after, fps, band_hz) for n in names}
     hr_after = {n: estimate_hr(p, fps, band_bpm) for n, p in pulses_after.items()}
 
     report: dict = {
         "fps": fps,
-        "n_frames": len(rgb_after),
+        "n_frames": len(traces_after),
         "duration_s": duration,
         "methods": names,
         "band_bpm": list(band_bpm),
@@ -235,11 +238,11 @@ def verify_traces(
         "snr_db": {n: snr_db(pulses_after[n], fps, hr) if math.isfinite(hr) else None for n, hr in hr_after.items()},
     }
 
-    if rgb_before is not None:
-        rgb_before = to_rgb_trace(rgb_before)
-        if rgb_before.shape != rgb_after.shape:
-            raise InputError(f"the before/after traces differ in length ({len(rgb_before)} vs {len(rgb_after)}).")
-        pulses_before = {n: ESTIMATORS[n](rgb_before, fps, band_hz=band_hz) for n in names}
+    if traces_before is not None:
+        traces_before = _as_traces(traces_before)
+        if len(traces_before) != len(traces_after):
+            raise InputError(f"the before/after traces differ in length ({len(traces_before)} vs {len(traces_after)}).")
+        pulses_before = {n: pulse_of(n, traces_before, fps, band_hz) for n in names}
         hr_before = {n: estimate_hr(p, fps, band_bpm) for n, p in pulses_before.items()}
         report["hr_bpm_before"] = hr_before
         report["hr_bpm_median_before"] = _median_finite(hr_before.values())
@@ -270,16 +273,24 @@ def verify_traces(
     return jsonable(report)
 
 
+def _as_traces(traces) -> ColourTraces:
+    return traces if isinstance(traces, ColourTraces) else ColourTraces(to_rgb_trace(traces))
+
+
 # --------------------------------------------------------------------------- plots
 
 
 def _as_pulse(data, fps: float, mask, method: str, band_bpm) -> np.ndarray:
-    """Frames ``[T,H,W,3]`` or an RGB trace ``[T,3]`` -> pulse via ``method``; a pulse ``[T]`` passes."""
-    x = np.asarray(data)
-    if x.ndim == 1:
-        return x.astype(np.float64)
-    rgb = to_rgb_trace(x, mask)
-    return ESTIMATORS[method](rgb, fps, band_hz=(band_bpm[0] / 60.0, band_bpm[1] / 60.0))
+    """Frames ``[T,H,W,3]``, ``ColourTraces`` or an RGB trace ``[T,3]`` -> pulse via ``method``;
+    a pulse ``[T]`` passes."""
+    if isinstance(data, ColourTraces):
+        traces = data
+    else:
+        x = np.asarray(data)
+        if x.ndim == 1:
+            return x.astype(np.float64)
+        traces = ColourTraces(to_rgb_trace(x, mask)) if x.ndim == 2 else read_traces(x, mask, [method])
+    return pulse_of(method, traces, fps, (band_bpm[0] / 60.0, band_bpm[1] / 60.0))
 
 
 def plot_pulse(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from physiolatent_core import cli
+from physiolatent_core.rppg import METHODS
 from physiolatent_core.synth import synth_subject
 from physiolatent_core.video import probe_video, write_video
 
@@ -39,17 +40,19 @@ def files_in(folder: Path) -> set[str]:
 
 def test_edit_lossless_writes_video_report_and_figure(clip_path, tmp_path, capsys):
     out = tmp_path / "edited.mkv"
-    code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", 100, "--methods", "pos,chrom,green"], capsys)
+    code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", 100, "--methods", "pos,chrom,green,ssr"],
+                          capsys)
     assert code == 0
     assert files_in(tmp_path) == {"edited.mkv", "edited.report.json", "edited.png"}
     assert probe_video(out).num_frames == 90
     report = json.loads((tmp_path / "edited.report.json").read_text())
     assert report["settings"]["robust_to"] == "lossless" and report["settings"]["output_codec"] == "ffv1"
-    assert report["settings"]["methods"] == ["pos", "chrom", "green"]
+    assert report["settings"]["methods"] == ["pos", "chrom", "green", "ssr"]
     assert report["input"]["num_frames"] == 90 and report["input"]["fps"] == pytest.approx(15.0)
     verify = report["verify"]
-    assert abs(verify["hr_bpm_before"]["pos"] - TRUE_HR) < 5  # the input's own pulse
-    assert abs(verify["hr_bpm"]["pos"] - 100) < 5  # the saved file reads the target
+    for name in ("pos", "ssr"):  # SSR reads the skin pixels' colour distribution, streamed by chunk
+        assert abs(verify["hr_bpm_before"][name] - TRUE_HR) < 5  # the input's own pulse
+        assert abs(verify["hr_bpm"][name] - 100) < 5  # the saved file reads the target
     assert verify["psnr_db"] > 35 and verify["ssim"] > 0.95
     assert report["codec_reference"] is None  # lossless: the input itself is the reference
     assert set(report["timings_s"]) >= {"face_track", "analyse", "edit_write", "verify", "total"}
@@ -139,12 +142,13 @@ def test_remove_with_decoy(clip_path, tmp_path, capsys):
 
 def test_estimate_prints_hr_and_writes_report(clip_path, tmp_path, capsys):
     report_path = tmp_path / "est.json"
-    code, stdout, _ = run(["estimate", clip_path, "--methods", "pos,chrom", "--report", report_path,
+    code, stdout, _ = run(["estimate", clip_path, "--methods", "all", "--report", report_path,
                            "--figure", tmp_path / "est.png", "--quiet"], capsys)
     assert code == 0
     lines = dict(line.split(None, 1) for line in stdout.strip().splitlines())
-    assert set(lines) == {"pos", "chrom", "median"}
-    assert abs(float(lines["pos"].split()[0]) - TRUE_HR) < 5
+    assert set(lines) == {*METHODS, "median"}
+    for name in ("pos", "chrom", "ssr"):
+        assert abs(float(lines[name].split()[0]) - TRUE_HR) < 5
     report = json.loads(report_path.read_text())
     assert report["verify"]["hr_bpm"]["pos"] == pytest.approx(float(lines["pos"].split()[0]), abs=0.06)
     assert (tmp_path / "est.png").stat().st_size > 1000

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from physiolatent_core.errors import InputError
-from physiolatent_core.verify import PSNR_CAP_DB, figure_to_image, plot_pulse, psnr_db, save_figure, verify
+from physiolatent_core.rppg import ESTIMATORS, METHODS, ColourTraces, extract_rgb, read_traces
+from physiolatent_core.verify import (PSNR_CAP_DB, figure_to_image, plot_pulse, psnr_db, save_figure, verify,
+                                      verify_traces)
 
 FPS = 30.0
 H, W = 40, 48
@@ -37,8 +39,8 @@ def test_verify_reports_before_after_and_target():
     assert json.loads(text) == report
 
     assert report["n_frames"] == len(after) and report["duration_s"] == pytest.approx(8.0)
-    assert set(report["hr_bpm"]) == set(report["methods"]) and len(report["methods"]) == 8
-    for name in ("pos", "chrom", "green", "lgi", "omit"):
+    assert set(report["hr_bpm"]) == set(report["methods"]) and report["methods"] == list(METHODS)
+    for name in ("pos", "chrom", "green", "lgi", "omit", "ssr"):
         assert abs(report["hr_bpm"][name] - 112.0) <= 3.0
         assert abs(report["hr_bpm_before"][name] - 68.0) <= 3.0
         assert report["target_within_3bpm"][name] is True
@@ -50,6 +52,23 @@ def test_verify_reports_before_after_and_target():
     assert report["hr_mae_bpm"] == pytest.approx(np.mean(list(report["hr_error_bpm"].values())))
     assert 30.0 < report["psnr_db"] < PSNR_CAP_DB
     assert 0.5 < report["ssim"] < 1.0 and report["ssim_frames"] == 6
+
+
+def test_verify_traces_read_ssr_only_from_colour_moments():
+    # Streaming callers keep ColourTraces per chunk; a mean-colour trace [T, 3] serves the
+    # eight mean-colour estimators, and SSR, which reads the pixels' colour distribution,
+    # asks for the moments by name instead of reading something else.
+    clip, mask = _face_clip(90.0, seed=3)
+    chunks = [read_traces(clip[i : i + 50], mask, ["pos", "ssr"]) for i in range(0, len(clip), 50)]
+    joined = ColourTraces.join(chunks)
+    report = verify_traces(joined, FPS, methods=["pos", "ssr"])
+    assert abs(report["hr_bpm"]["ssr"] - 90.0) <= 3.0 and abs(report["hr_bpm"]["pos"] - 90.0) <= 3.0
+    whole = verify(clip, FPS, mask=mask, methods=["pos", "ssr"])
+    assert report["hr_bpm"] == pytest.approx(whole["hr_bpm"])  # chunked == whole clip
+    plain = verify_traces(extract_rgb(clip, mask), FPS)
+    assert plain["methods"] == list(ESTIMATORS)  # no moments: every mean-colour estimator
+    with pytest.raises(InputError, match="SSR reads the skin pixels"):
+        verify_traces(extract_rgb(clip, mask), FPS, methods=["ssr"])
 
 
 def test_verify_off_target_and_true_hr():

@@ -3,14 +3,20 @@
     rgb = extract_rgb(frames, mask)            # [T,H,W,3] -> [T,3] mean skin colour
     pulse = ESTIMATORS["pos"](rgb, fps)         # [T,3] -> [T] (green chrom pos pca ica lgi pbv omit)
     hr = hr.estimate_hr(pulse, fps)             # bpm
-    pulse = ssr(colour_moments(frames, mask), fps)  # SSR reads the pixels' colour distribution
+    pulse = ssr(colour_moments(frames, mask), fps)  # SSR: the skin pixels' colour distribution
     estimate(frames, fps, mask)                 # all of the above, for several methods
+
+``METHODS`` names every reader: the mean-colour ``ESTIMATORS`` and SSR. Streaming callers
+keep a :class:`ColourTraces` per chunk (``read_traces``), join them and read any method
+from them (``pulse_of``).
 
 ``torch_pos`` (differentiable POS for training) imports torch, so it is not imported here:
 ``from physiolatent_core.rppg.torch_pos import pos_torch``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,6 +29,8 @@ from .traces import check_fps, extract_rgb
 
 __all__ = [
     "ESTIMATORS",
+    "METHODS",
+    "ColourTraces",
     "check_duration",
     "colour_moments",
     "estimate",
@@ -31,6 +39,8 @@ __all__ = [
     "hr",
     "hr_over_time",
     "power_spectrum",
+    "pulse_of",
+    "read_traces",
     "resolve_methods",
     "snr_db",
     "ssr",
@@ -38,15 +48,57 @@ __all__ = [
 ]
 
 
-def resolve_methods(methods=None) -> list[str]:
-    """``None`` / "all" -> every estimator; a name or a list of names -> validated list."""
+#: Every reader, by name: the mean-colour estimators, then SSR (pixel level).
+METHODS = (*ESTIMATORS, "ssr")
+
+
+@dataclass(frozen=True)
+class ColourTraces:
+    """What the readers need of a clip: the mean skin colour ``rgb [T, 3]`` and, for SSR,
+    the skin pixels' colour moments ``moments [T, 3, 3]`` (None when SSR was not asked for)."""
+
+    rgb: np.ndarray
+    moments: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    @classmethod
+    def join(cls, parts) -> "ColourTraces":
+        """The traces of consecutive chunks, as one."""
+        parts = list(parts)
+        moments = None if any(p.moments is None for p in parts) else np.concatenate([p.moments for p in parts])
+        return cls(np.concatenate([p.rgb for p in parts]), moments)
+
+
+def read_traces(frames, mask=None, methods=None) -> ColourTraces:
+    """``frames [T,H,W,3]`` -> the traces ``methods`` read (the moments only if SSR is among them)."""
+    moments = colour_moments(frames, mask) if "ssr" in resolve_methods(methods) else None
+    return ColourTraces(extract_rgb(frames, mask), moments)
+
+
+def pulse_of(method: str, traces, fps, band_hz=None) -> np.ndarray:
+    """Pulse ``[T]`` of ``method`` (a name of ``METHODS``) from ``ColourTraces`` or an RGB trace ``[T, 3]``."""
+    traces = traces if isinstance(traces, ColourTraces) else ColourTraces(to_rgb_trace(traces))
+    kwargs = {} if band_hz is None else {"band_hz": band_hz}
+    if method == "ssr":
+        if traces.moments is None:
+            raise InputError("SSR reads the skin pixels' colour distribution, not a mean colour: pass frames, "
+                             "or traces read with SSR among the methods (rppg.read_traces).")
+        return ssr(traces.moments, fps, **kwargs)
+    return ESTIMATORS[method](traces.rgb, fps, **kwargs)
+
+
+def resolve_methods(methods=None, pixels: bool = True) -> list[str]:
+    """``None`` / "all" -> every reader of ``METHODS`` (only ``ESTIMATORS`` when the caller
+    has no ``pixels``, i.e. mean-colour traces only); a name or a list of names -> validated list."""
     if methods is None or methods == "all":
-        return list(ESTIMATORS)
+        return list(METHODS if pixels else ESTIMATORS)
     names = [methods] if isinstance(methods, str) else list(methods)
     names = [str(n).strip().lower() for n in names]
-    unknown = [n for n in names if n not in ESTIMATORS]
+    unknown = [n for n in names if n not in METHODS]
     if unknown or not names:
-        raise InputError(f"unknown rPPG method(s) {unknown or names}; choose from {sorted(ESTIMATORS)}.")
+        raise InputError(f"unknown rPPG method(s) {unknown or names}; choose from {sorted(METHODS)}.")
     return names
 
 
@@ -67,7 +119,7 @@ def estimate(frames, fps, mask=None, methods=None, band_bpm=hr.DEFAULT_BAND_BPM,
         frames: ``[T, H, W, 3]`` float 0..1, or an RGB trace ``[T, 3]``.
         fps: frame rate.
         mask: ``[T, H, W]`` / ``[H, W]`` skin weights, or None (whole frame).
-        methods: names from ``ESTIMATORS``; None = all.
+        methods: names from ``METHODS``; None = all (of ``ESTIMATORS`` for a trace: SSR needs frames).
         band_bpm: HR search band (also the estimators' band-pass).
         min_duration_s: shorter clips raise ``InputError`` (see ``hr.check_duration``).
 
@@ -76,13 +128,14 @@ def estimate(frames, fps, mask=None, methods=None, band_bpm=hr.DEFAULT_BAND_BPM,
         is rPPG-Toolbox's SNR at the method's own HR.
     """
     fps = check_fps(fps)
-    names = resolve_methods(methods)
-    rgb = to_rgb_trace(frames, mask)
-    check_duration(len(rgb), fps, min_duration_s=min_duration_s)
+    x = np.asarray(frames)
+    names = resolve_methods(methods, pixels=x.ndim != 2)
+    traces = ColourTraces(to_rgb_trace(x, mask)) if x.ndim == 2 else read_traces(x, mask, names)
+    check_duration(len(traces), fps, min_duration_s=min_duration_s)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
     results = {}
     for name in names:
-        pulse = ESTIMATORS[name](rgb, fps, band_hz=band_hz)
+        pulse = pulse_of(name, traces, fps, band_hz)
         bpm = estimate_hr(pulse, fps, band_bpm)
         results[name] = {
             "hr_bpm": bpm,
