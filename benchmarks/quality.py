@@ -210,9 +210,10 @@ def summarise(rows):
             s[f"edit_within_3bpm_{roi}_by_method"] = {
                 k.split("/")[1]: float(np.mean([r[k]["err"] <= 3.0 for r in edits])) for k in every
             }
+            # [readings with SNR drop >= 15 dB, readings with a measurable pulse before]
             s[f"remove_snr_drop_ge_15db_{roi}_by_method"] = {
-                k.split("/")[1]: [int(sum(r[k]["snr_in"] - r[k]["snr_out"] >= 15 for r in removes if r[k]["snr_in"] > 0)),
-                                  int(sum(r[k]["snr_in"] > 0 for r in removes))]
+                k.split("/")[1]: [sum(r[k]["snr_in"] - r[k]["snr_out"] >= 15 for r in removes if r[k]["snr_in"] > 0),
+                                  sum(r[k]["snr_in"] > 0 for r in removes)]
                 for k in (every if removes else [])
             }
             # SNR drop only where the input has a measurable pulse at the true HR (SNR_in > 0 dB);

@@ -472,8 +472,9 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     checked = trajectory = codec_reference = traces_after = None
     if not args.no_verify:
         # ---- pass 4: the file as saved, beside the input
-        traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), kind, args,
-                                                         n_frames, fps, traces_before, methods, aim_constant, band)
+        traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), kind,
+                                                            args, n_frames, fps, traces_before, methods,
+                                                            aim_constant, band)
         if aim is not None and aim.kind != "constant":
             trajectory = _trajectory_check(traces_after.rgb, fps, aim_curve, band)
         lap("verify")
