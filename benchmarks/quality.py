@@ -151,8 +151,8 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
         skin, _ = face.face_mask(frames, fps)
         masks_in = {"skin": skin, "box": box_mask(frames, fps)}
         before = read_hrs(frames, fps, masks_in)
-        if true_hr is None:  # real video: the consensus of the estimators on our skin ROI
-            true_hr = float(np.median([hr for hr, _, _ in before["skin"].values()]))
+        if true_hr is None:  # real video: the consensus of the eight mean-colour estimators on our skin ROI
+            true_hr = float(np.median([before["skin"][name][0] for name in rppg.ESTIMATORS]))
         for path, spec in PATHS.items():
             if paths and path not in paths:
                 continue
