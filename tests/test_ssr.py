@@ -24,8 +24,8 @@ def test_ssr_reads_the_pulse_of_a_rendered_face(true_hr):
 
 
 def test_ssr_ignores_a_brightness_flicker_that_fools_green():
-    # Scaling every skin pixel alike leaves the colour subspace where it is: a 1 % flicker at
-    # 150 bpm (three times the pulse) takes GREEN, not SSR.
+    # Scaling every pixel alike leaves the skin-colour subspace where it is: a 1 % RMS flicker
+    # at 150 bpm (2.5 times the rendered pulse's 0.4 %) takes GREEN, not SSR.
     clip = synth_subject(duration_s=10.0, fps=30.0, hr_bpm=70.0, size=(120, 160), seed=3)
     t = np.arange(len(clip.frames)) / clip.fps
     flicker = 1.0 + 0.01 * np.sqrt(2) * np.sin(2 * np.pi * 2.5 * t)
