@@ -445,9 +445,10 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     for chunk in source.chunks("analysing"):
         mask = masker(chunk)
         editor.observe(chunk, mask)
-        traces_before.append(read_traces(chunk, mask, methods))
+        if not args.no_verify:  # the input's readings are only compared with the saved file's
+            traces_before.append(read_traces(chunk, mask, methods))
         n_frames += len(chunk)
-    traces_before = ColourTraces.join(traces_before)
+    traces_before = None if args.no_verify else ColourTraces.join(traces_before)
     check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
     lap("analyse")
     editor.plan(track) if isinstance(editor, _NetworkEdit) else editor.plan()
