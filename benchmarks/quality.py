@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from physiolatent_core import editor, face, rppg, video  # noqa: E402
 from physiolatent_core.pulse import hr_curve, parse_hr_target  # noqa: E402
 from physiolatent_core.rppg.hr import estimate_hr, snr_db  # noqa: E402
-from physiolatent_core.rppg.ssr import colour_moments, ssr  # noqa: E402
+from physiolatent_core.rppg.ssr import colour_moments  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
 from physiolatent_core.verify import psnr_db, ssim  # noqa: E402
 
@@ -86,27 +86,20 @@ def skin_colour(frames):
 
 
 def read_hrs(frames, fps, masks):
-    """HR (whole clip), pulse and trace per estimator per ROI: {roi: {method: (hr, pulse, trace)}}.
-    The trace is the mean colour [T,3] for ``rppg.ESTIMATORS``, the colour moments [T,3,3] for SSR."""
+    """HR (whole clip), pulse and traces per reader per ROI: {roi: {method: (hr, pulse, traces)}},
+    ``traces`` the ROI's ``rppg.ColourTraces`` (mean colour; colour moments for SSR)."""
     out = {}
     for roi, mask in masks.items():
-        rgb = rppg.extract_rgb(frames, mask)
-        out[roi] = {}
-        for name, fn in rppg.ESTIMATORS.items():
-            pulse = fn(rgb, fps)
-            out[roi][name] = (estimate_hr(pulse, fps), pulse, rgb)
         pixels = mask if roi == "skin" else mask * skin_colour(frames)
-        moments = colour_moments(frames, pixels)
-        pulse = ssr(moments, fps)
-        out[roi]["ssr"] = (estimate_hr(pulse, fps), pulse, moments)
+        traces = rppg.ColourTraces(rppg.extract_rgb(frames, mask), colour_moments(frames, pixels))
+        out[roi] = {}
+        for name in rppg.METHODS:
+            pulse = rppg.pulse_of(name, traces, fps)
+            out[roi][name] = (estimate_hr(pulse, fps), pulse, traces)
     return out
 
 
-def _reader(method):
-    return ssr if method == "ssr" else rppg.ESTIMATORS[method]
-
-
-def target_error(method, trace, pulse, fps, target, window_s=6.0):
+def target_error(method, traces, pulse, fps, target, window_s=6.0):
     """|HR read - target|: whole clip for a constant target. For a ramp, the estimator runs
     on each 6 s window of the colour trace (how time-varying HR is read; PCA and ICA choose
     their component per window) and the error is the mean over windows."""
@@ -116,8 +109,8 @@ def target_error(method, trace, pulse, fps, target, window_s=6.0):
         return abs(estimate_hr(pulse, fps) - curve[0])
     n, step = int(window_s * fps), int(fps)
     errors = []
-    for start in range(0, len(trace) - n + 1, step):
-        hr = estimate_hr(_reader(method)(trace[start : start + n], fps), fps)
+    for start in range(0, len(traces) - n + 1, step):
+        hr = estimate_hr(rppg.pulse_of(method, traces[start : start + n], fps), fps)
         errors.append(abs(hr - curve[start : start + n].mean()))
     return float(np.mean(errors))
 
@@ -170,10 +163,10 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
                            psnr_db=psnr_db(saved, reference), ssim=ssim(saved, reference)[0],
                            injected_rms=res.info.get("injected_rms"))
                 for roi, reads in after.items():
-                    for method, (hr, pulse, trace) in reads.items():
+                    for method, (hr, pulse, traces) in reads.items():
                         key = f"{roi}/{method}"
                         if mode == "edit":
-                            row[key] = dict(hr=hr, err=target_error(method, trace, pulse, fps, target))
+                            row[key] = dict(hr=hr, err=target_error(method, traces, pulse, fps, target))
                         else:
                             orig_pulse = before[roi][method][1]
                             row[key] = dict(hr=hr, err_true=abs(hr - true_hr),

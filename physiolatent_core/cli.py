@@ -244,8 +244,6 @@ def _out_kind(raw: str) -> str:
 def _methods(spec: str) -> list[str]:
     from .rppg import resolve_methods
 
-    if spec.strip().lower() == "all":
-        return resolve_methods("all")
     return resolve_methods([m.strip() for m in spec.split(",") if m.strip()])
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .rppg import ColourTraces, check_fps, pulse_of, read_traces, resolve_methods, to_rgb_trace
+from .rppg import ColourTraces, check_fps, pulse_of, read_traces, resolve_methods
 from .rppg.hr import DEFAULT_BAND_BPM, check_duration, estimate_hr, power_spectrum, snr_db
 
 #: PSNR reported for identical clips (the true value is infinite, which JSON cannot hold).
@@ -219,7 +219,7 @@ def verify_traces(
     mean-colour traces ``[T, 3]`` from ``rppg.extract_rgb``) instead of frames, for callers
     that stream long clips. Same keys, without ``psnr_db`` / ``ssim``."""
     fps = check_fps(fps)
-    traces_after = _as_traces(traces_after)
+    traces_after = ColourTraces.of(traces_after)
     names = resolve_methods(methods, pixels=traces_after.moments is not None)
     duration = check_duration(len(traces_after), fps, min_duration_s=min_duration_s)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
@@ -239,7 +239,7 @@ def verify_traces(
     }
 
     if traces_before is not None:
-        traces_before = _as_traces(traces_before)
+        traces_before = ColourTraces.of(traces_before)
         if len(traces_before) != len(traces_after):
             raise InputError(f"the before/after traces differ in length ({len(traces_before)} vs {len(traces_after)}).")
         pulses_before = {n: pulse_of(n, traces_before, fps, band_hz) for n in names}
@@ -273,10 +273,6 @@ def verify_traces(
     return jsonable(report)
 
 
-def _as_traces(traces) -> ColourTraces:
-    return traces if isinstance(traces, ColourTraces) else ColourTraces(to_rgb_trace(traces))
-
-
 # --------------------------------------------------------------------------- plots
 
 
@@ -289,7 +285,7 @@ def _as_pulse(data, fps: float, mask, method: str, band_bpm) -> np.ndarray:
         x = np.asarray(data)
         if x.ndim == 1:
             return x.astype(np.float64)
-        traces = ColourTraces(to_rgb_trace(x, mask)) if x.ndim == 2 else read_traces(x, mask, [method])
+        traces = read_traces(x, mask, [method])
     return pulse_of(method, traces, fps, (band_bpm[0] / 60.0, band_bpm[1] / 60.0))
 
 

@@ -63,6 +63,15 @@ class ColourTraces:
     def __len__(self) -> int:
         return len(self.rgb)
 
+    def __getitem__(self, frames: slice) -> "ColourTraces":
+        """The traces of a span of frames (``traces[start:stop]``), e.g. a window."""
+        return ColourTraces(self.rgb[frames], None if self.moments is None else self.moments[frames])
+
+    @classmethod
+    def of(cls, traces) -> "ColourTraces":
+        """``ColourTraces`` as given; a mean-colour trace ``[T, 3]`` wrapped (no moments)."""
+        return traces if isinstance(traces, cls) else cls(to_rgb_trace(traces))
+
     @classmethod
     def join(cls, parts) -> "ColourTraces":
         """The traces of consecutive chunks, as one."""
@@ -72,14 +81,18 @@ class ColourTraces:
 
 
 def read_traces(frames, mask=None, methods=None) -> ColourTraces:
-    """``frames [T,H,W,3]`` -> the traces ``methods`` read (the moments only if SSR is among them)."""
-    moments = colour_moments(frames, mask) if "ssr" in resolve_methods(methods) else None
-    return ColourTraces(extract_rgb(frames, mask), moments)
+    """``frames [T,H,W,3]`` -> the traces ``methods`` read (the moments only if SSR is among
+    them); a mean-colour trace ``[T, 3]`` is wrapped as it is (SSR cannot read it)."""
+    x = np.asarray(frames)
+    if x.ndim == 2:
+        return ColourTraces(to_rgb_trace(x, mask))
+    moments = colour_moments(x, mask) if "ssr" in resolve_methods(methods) else None
+    return ColourTraces(extract_rgb(x, mask), moments)
 
 
 def pulse_of(method: str, traces, fps, band_hz=None) -> np.ndarray:
     """Pulse ``[T]`` of ``method`` (a name of ``METHODS``) from ``ColourTraces`` or an RGB trace ``[T, 3]``."""
-    traces = traces if isinstance(traces, ColourTraces) else ColourTraces(to_rgb_trace(traces))
+    traces = ColourTraces.of(traces)
     kwargs = {} if band_hz is None else {"band_hz": band_hz}
     if method == "ssr":
         if traces.moments is None:
@@ -90,12 +103,15 @@ def pulse_of(method: str, traces, fps, band_hz=None) -> np.ndarray:
 
 
 def resolve_methods(methods=None, pixels: bool = True) -> list[str]:
-    """``None`` / "all" -> every reader of ``METHODS`` (only ``ESTIMATORS`` when the caller
-    has no ``pixels``, i.e. mean-colour traces only); a name or a list of names -> validated list."""
-    if methods is None or methods == "all":
-        return list(METHODS if pixels else ESTIMATORS)
+    """``None`` / "all" / ["all"] -> every reader of ``METHODS`` (only ``ESTIMATORS`` when the
+    caller has no ``pixels``, i.e. mean-colour traces only); a name or a list of names -> validated list."""
+    every = list(METHODS if pixels else ESTIMATORS)
+    if methods is None:
+        return every
     names = [methods] if isinstance(methods, str) else list(methods)
     names = [str(n).strip().lower() for n in names]
+    if names == ["all"]:
+        return every
     unknown = [n for n in names if n not in METHODS]
     if unknown or not names:
         raise InputError(f"unknown rPPG method(s) {unknown or names}; choose from {sorted(METHODS)}.")
@@ -130,7 +146,7 @@ def estimate(frames, fps, mask=None, methods=None, band_bpm=hr.DEFAULT_BAND_BPM,
     fps = check_fps(fps)
     x = np.asarray(frames)
     names = resolve_methods(methods, pixels=x.ndim != 2)
-    traces = ColourTraces(to_rgb_trace(x, mask)) if x.ndim == 2 else read_traces(x, mask, names)
+    traces = read_traces(x, mask, names)
     check_duration(len(traces), fps, min_duration_s=min_duration_s)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
     results = {}

@@ -6,9 +6,9 @@ skin pixels instead: per frame, the (uncentred) colour correlation matrix of the
 pixels, whose eigenvectors span the skin-colour subspace. The blood-volume pulse turns
 the principal axis (the skin tone) a little towards the other two, once per beat; SSR
 measures that rotation, scaled by the eigenvalue ratios, against a reference frame one
-window earlier, and overlap-adds the windows. It is the independent, pixel-level check
-among our readers: an edit that moved only the mean colour, or moved it along the wrong
-direction, would turn the subspace differently.
+window earlier, and overlap-adds the windows. It is the pixel-level check among our
+readers and responds to other things than they do: a brightness change of every pixel
+alike leaves the subspace where it is (``tests/test_ssr.py``), while GREEN reads it.
 
     moments = colour_moments(frames, mask)     # [T,H,W,3] -> [T,3,3], streams by chunk
     pulse = ssr(moments, fps)                   # [T]
@@ -29,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import InputError
-from .traces import DEFAULT_BAND_HZ, check_fps, fill_gaps, postprocess
+from .traces import DEFAULT_BAND_HZ, check_fps, fill_gaps, frames_and_weights, postprocess
 
 EPS = 1e-12
 
@@ -46,23 +46,10 @@ def colour_moments(frames, mask=None) -> np.ndarray:
         ``[T, 3, 3]`` float64, ``sum(w * v v^T) / sum(w)`` with ``v`` a pixel's RGB in 0..1.
         Frames whose mask is empty are filled from the nearest frames with skin.
     """
-    x = np.asarray(frames)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise InputError(f"frames must have shape [T, H, W, 3] (RGB), got {x.shape}.")
-    t, h, w, _ = x.shape
+    x, m, (r0, r1, c0, c1) = frames_and_weights(frames, mask)
+    t = len(x)
     scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
-    m = np.ones((1, h, w), np.float32) if mask is None else np.asarray(mask, dtype=np.float32)
-    if m.ndim == 2:
-        m = m[None]
-    if m.shape[1:] != (h, w) or len(m) not in (1, t):
-        raise InputError(f"mask shape {m.shape} does not match frames {x.shape}; expected [T,H,W] or [H,W].")
-    if m.min() < 0 or not np.isfinite(m).all():
-        raise InputError("mask has negative or non-finite weights; masks are soft weights in 0..1.")
-    occupied = m.max(axis=0) > 0
-    if not occupied.any():
-        raise InputError("the mask is zero in every frame: no skin pixels to read. Check the face mask.")
-    rows, cols = np.flatnonzero(occupied.any(axis=1)), np.flatnonzero(occupied.any(axis=0))
-    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # only the mask's box is read
+    box = np.s_[r0:r1, c0:c1]  # only the mask's box is read
     moments = np.zeros((t, 3, 3))
     totals = np.zeros(t)
     for i in range(t):

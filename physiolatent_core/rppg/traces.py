@@ -68,6 +68,34 @@ def extract_rgb(frames, mask=None) -> np.ndarray:
     Blocks stay below OpenBLAS's threading threshold; a whole-frame product spawns threads
     that thrash on a busy machine (10x slower measured on 2 shared cores).
     """
+    x, m, (r0, r1, c0, c1) = frames_and_weights(frames, mask)
+    t = len(x)
+    block = max(1, _BLOCK_PIXELS // (c1 - c0))  # rows per block
+
+    totals = m[:, r0:r1, c0:c1].sum(axis=(1, 2), dtype=np.float64)  # [1 or T]
+    sums = np.zeros((t, 3))
+    for i in range(t):
+        weights = m[i % len(m)]
+        for r in range(r0, r1, block):
+            rr = slice(r, min(r + block, r1))
+            pixels = x[i, rr, c0:c1].astype(np.float32, copy=False).reshape(-1, 3)
+            sums[i] += np.ascontiguousarray(weights[rr, c0:c1]).reshape(-1) @ pixels
+    totals = np.broadcast_to(totals, (t,))
+    valid = totals > 0
+    if not valid.any():
+        raise InputError("the mask is zero in every frame: no skin pixels to average. Check the face mask.")
+    rgb = np.zeros((t, 3))
+    rgb[valid] = sums[valid] / totals[valid, None]
+    rgb = fill_gaps(rgb, valid)
+    if not np.all(np.isfinite(rgb)):
+        raise InputError("frames contain NaN or inf values inside the mask; check the decoded video.")
+    return rgb
+
+
+def frames_and_weights(frames, mask=None):
+    """Checked inputs of a masked reader: ``(frames [T,H,W,3], weights [1 or T,H,W] float32,
+    (r0, r1, c0, c1))``, the last the bounding box of every pixel the mask ever weighs
+    (readers look only inside it). A single frame [H,W,3] becomes a clip of one."""
     x = np.asarray(frames)
     if x.ndim == 3:
         x = x[None]
@@ -89,27 +117,7 @@ def extract_rgb(frames, mask=None) -> np.ndarray:
     if not occupied.any():
         raise InputError("the mask is zero in every frame: no skin pixels to average. Check the face mask.")
     rows, cols = np.flatnonzero(occupied.any(axis=1)), np.flatnonzero(occupied.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    block = max(1, _BLOCK_PIXELS // (c1 - c0))  # rows per block
-
-    totals = m[:, r0:r1, c0:c1].sum(axis=(1, 2), dtype=np.float64)  # [1 or T]
-    sums = np.zeros((t, 3))
-    for i in range(t):
-        weights = m[i % len(m)]
-        for r in range(r0, r1, block):
-            rr = slice(r, min(r + block, r1))
-            pixels = x[i, rr, c0:c1].astype(np.float32, copy=False).reshape(-1, 3)
-            sums[i] += np.ascontiguousarray(weights[rr, c0:c1]).reshape(-1) @ pixels
-    totals = np.broadcast_to(totals, (t,))
-    valid = totals > 0
-    if not valid.any():
-        raise InputError("the mask is zero in every frame: no skin pixels to average. Check the face mask.")
-    rgb = np.zeros((t, 3))
-    rgb[valid] = sums[valid] / totals[valid, None]
-    rgb = fill_gaps(rgb, valid)
-    if not np.all(np.isfinite(rgb)):
-        raise InputError("frames contain NaN or inf values inside the mask; check the decoded video.")
-    return rgb
+    return x, m, (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
 
 
 def fill_gaps(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
