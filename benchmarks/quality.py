@@ -115,8 +115,10 @@ def target_error(method, traces, pulse, fps, target, window_s=6.0):
     return float(np.mean(errors))
 
 
-def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0):
-    """(name, frames, fps, true_hr or None)."""
+def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0, skin_tones=(None,)):
+    """(name, frames, fps, true_hr or None). ``skin_tones``: render each synthetic subject
+    with each of these Monk scale tones (None: the photo's own, about tone 5); names of
+    darkened subjects end in ``_mst<tone>``."""
     configs = [
         dict(seed=s, hr_bpm=hr, motion_px=mo, pulse_amplitude=amp)
         for s, (hr, mo, amp) in enumerate(
@@ -125,19 +127,22 @@ def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0):
         )
     ]
     for cfg in configs[: 2 if quick else None] if only != "real" else []:
-        clip = synth_subject(duration_s=12.0, fps=30.0, size=(240, 320), **cfg)
-        yield f"synth_s{cfg['seed']}_hr{cfg['hr_bpm']}", clip.frames, clip.fps, clip.hr_bpm
+        for tone in skin_tones:
+            clip = synth_subject(duration_s=12.0, fps=30.0, size=(240, 320), skin_tone=tone, **cfg)
+            suffix = "" if tone is None else f"_mst{tone}"
+            yield f"synth_s{cfg['seed']}_hr{cfg['hr_bpm']}{suffix}", clip.frames, clip.fps, clip.hr_bpm
     if SHARED.is_dir() and only != "synth":
         for path in sorted(SHARED.glob("*.mp4"))[: 1 if quick else None]:
             frames, fps = video.read_video(path, max_frames=int(real_seconds * 30))  # first seconds (at 30 fps)
             yield path.stem, frames, fps, None
 
 
-def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0, paths=None):
+def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0, paths=None,
+        skin_tones=(None,)):
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     log = open(out_dir / "cases.jsonl", "w")
-    for name, frames, fps, true_hr in clips(quick, only, real_seconds):
+    for name, frames, fps, true_hr in clips(quick, only, real_seconds, skin_tones):
         if names and not any(n in name for n in names):
             continue
         t0 = time.time()
@@ -233,6 +238,9 @@ if __name__ == "__main__":
     ap.add_argument("--summarise", nargs="+", type=Path, help="only merge cases.jsonl files into a summary")
     ap.add_argument("--paths", nargs="+", choices=list(PATHS), help="only these save paths (default: all)")
     ap.add_argument("--real-seconds", type=float, default=12.0, help="length read from each real video (default 12)")
+    ap.add_argument("--skin-tones", nargs="+", default=["photo"],
+                    help="render the synthetic subjects with these Monk Skin Tone scale tones (5-10; "
+                         "'photo': as photographed, about tone 5; default: photo only)")
     ap.add_argument("--no-codec-compensation", action="store_true",
                     help="ablation: the editor does not measure or compensate the codec's colour response")
     args = ap.parse_args()
@@ -242,4 +250,5 @@ if __name__ == "__main__":
         rows = [json.loads(line) for f in args.summarise for line in open(f)]
         print(json.dumps(summarise(rows), indent=2))
     else:
-        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths)
+        tones = [None if t == "photo" else int(t) for t in args.skin_tones]
+        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths, tones)

@@ -15,6 +15,12 @@ A real still face photo (``skimage.data.astronaut()``, public domain, NASA) is a
    ``cv2.warpAffine``; the skin mask and face box move with it.
 4. **Sensor.** Gaussian noise per pixel and frame (drawn from a small bank at random
    offsets, for speed: see ``_noise_bank``), then rounding to k/255.
+5. **Skin tone** (optional). The photo's skin (face, ears, neck) is about tone 5 of the
+   Monk Skin Tone scale; ``skin_tone=6..10`` darkens it to that tone's swatch colour, per
+   channel and multiplicatively (more melanin absorbs more of every colour, so shading and
+   texture stay). The pulse stays a relative change, so on dark skin it is the same
+   fraction of fewer grey levels, and the sensor noise is a larger fraction of them: the
+   harder case for every reader and for the 8-bit and H.264 paths.
 
 Everything random derives from ``seed``. The skin mask returned is the ground truth: the
 pixels the pulse was written to.
@@ -32,7 +38,7 @@ import numpy as np
 from .errors import InputError
 from .pulse import _smooth_noise, parse_hr_target, synth_pulse
 
-__all__ = ["BLOOD_DIRECTION_RGB", "SynthClip", "synth_subject"]
+__all__ = ["BLOOD_DIRECTION_RGB", "MONK_SKIN_TONES", "SynthClip", "synth_subject"]
 
 # Blood-volume colour direction in normalised RGB, scaled so its green component is 1.
 BLOOD_DIRECTION_RGB = np.array([0.33, 0.77, 0.53]) / 0.77
@@ -47,6 +53,15 @@ _ASTRONAUT_HOLES = (  # (centre x, centre y, semi-axis x, semi-axis y)
     (243.0, 88.0, 13.0, 4.0),
     (222.0, 144.0, 20.0, 9.0),  # mouth (open smile, teeth)
 )
+# Monk Skin Tone scale (Monk 2019, Google), sRGB swatch of each of its ten tones.
+MONK_SKIN_TONES = {
+    1: (246, 237, 228), 2: (243, 231, 219), 3: (247, 234, 208), 4: (234, 218, 186),
+    5: (215, 189, 150), 6: (160, 126, 86), 7: (130, 92, 67), 8: (96, 65, 52),
+    9: (58, 49, 42), 10: (41, 36, 32),
+}
+#: The lightest tone ``synth_subject`` renders: the photo's own skin is about this tone, and
+#: lighter tones would need brightening it into clipping.
+PHOTO_SKIN_TONE = 5
 # Scale the photo down a little so its bright forehead (~0.94) never clips when the
 # illumination drifts up: clipped pixels would lose the pulse.
 _EXPOSURE = 0.9
@@ -89,8 +104,9 @@ def _ellipse(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float)
 
 
 @lru_cache(maxsize=1)
-def _astronaut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The photo (float32 0..1), its skin mask and amplitude map, all 512x512."""
+def _astronaut() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The photo (float32 0..1), its skin mask, amplitude map and all-skin map (face, ears
+    and neck: what a skin tone darkens), all 512x512."""
     from skimage import data
 
     photo = data.astronaut()
@@ -123,7 +139,15 @@ def _astronaut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     weight = 0.25 + 0.75 * np.maximum(strong, 0.6 * blob(0.0, 0.05, 0.15, 0.3))
     amp_map = (skin * weight).astype(np.float32)
     amp_map /= amp_map[skin > 0.5].mean()
-    return photo.astype(np.float32) / 255.0, skin, amp_map
+
+    # All visible skin: skin-coloured pixels in a region around the face reaching down to
+    # the collar (the rule alone also takes the blonde hair's highlights and the background).
+    all_skin = cv2.inRange(ycrcb, (40, 133, 77), (255, 178, 127)) > 0
+    all_skin &= _ellipse(shape, cx, cy + 25.0, 1.45 * ax, 1.6 * ay)
+    all_skin = cv2.morphologyEx(all_skin.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    all_skin = cv2.morphologyEx(all_skin, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    all_skin = cv2.GaussianBlur(all_skin.astype(np.float32), (0, 0), 2.0)
+    return photo.astype(np.float32) / 255.0, skin, amp_map, all_skin
 
 
 def _crop_box(size: tuple[int, int], photo_hw: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -151,8 +175,18 @@ def _check(name: str, value, low: float, high: float = np.inf) -> float:
     return float(value)
 
 
-def _scene(size: tuple[int, int]):
-    """The photo cropped around the face and resized to ``size`` = (H, W).
+def _tone_gain(skin_tone: int | None) -> np.ndarray:
+    """Per-channel factor [3] that takes the photo's mean face skin to the swatch of Monk
+    tone ``skin_tone`` (ones for None)."""
+    if skin_tone is None:
+        return np.ones(3, np.float32)
+    photo, skin, _, _ = _astronaut()
+    return (np.array(MONK_SKIN_TONES[skin_tone]) / 255.0 / photo[skin > 0.5].mean(axis=0)).astype(np.float32)
+
+
+def _scene(size: tuple[int, int], skin_tone: int | None = None):
+    """The photo cropped around the face, its skin darkened to ``skin_tone`` (Monk scale;
+    None: as photographed), and resized to ``size`` = (H, W).
 
     Returns:
         base ``[H, W, 3]`` float32 (exposure applied), skin mask ``[H, W]`` float32,
@@ -160,7 +194,8 @@ def _scene(size: tuple[int, int]):
         (x, y) in output pixels.
     """
     out_h, out_w = size
-    photo_rgb, skin_full, amp_full = _astronaut()
+    photo_rgb, skin_full, amp_full, all_skin = _astronaut()
+    photo_rgb = photo_rgb * (1.0 - all_skin[..., None] * (1.0 - _tone_gain(skin_tone)))
     x0, y0, crop_w, crop_h = _crop_box(size, photo_rgb.shape[:2])
     sx, sy = out_w / crop_w, out_h / crop_h
     to_frame = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
@@ -239,6 +274,7 @@ def synth_subject(
     photo: str = "astronaut",
     hrv_ms: float = 20.0,
     resp_hz: float = 0.25,
+    skin_tone: int | None = None,
 ) -> SynthClip:
     """Render a face clip with a known pulse.
 
@@ -259,6 +295,9 @@ def synth_subject(
         photo: the still to animate; only ``"astronaut"`` (skimage) for now.
         hrv_ms, resp_hz: heart-rate variability and breathing rate, see
             :func:`pulse.synth_pulse`.
+        skin_tone: None for the photo's own skin (about Monk tone 5), or a darker tone of
+            the Monk Skin Tone scale, 5-10 (:data:`MONK_SKIN_TONES`). The pulse stays a
+            relative change of the darker skin.
 
     Returns:
         SynthClip.
@@ -285,6 +324,13 @@ def synth_subject(
     pulse_amplitude = _check("pulse_amplitude", pulse_amplitude, 0.0, 0.05)
     illumination_drift = _check("illumination_drift", illumination_drift, 0.0, 0.3)
     noise_std = _check("noise_std", noise_std, 0.0, 0.5)
+    if skin_tone is not None and (
+        isinstance(skin_tone, bool) or skin_tone not in MONK_SKIN_TONES or skin_tone < PHOTO_SKIN_TONE
+    ):
+        raise InputError(
+            f"skin_tone must be None or a Monk Skin Tone scale tone from {PHOTO_SKIN_TONE} to 10, got "
+            f"{skin_tone!r}: the photo's own skin is about tone {PHOTO_SKIN_TONE} and can only be darkened."
+        )
     target = parse_hr_target(hr_bpm)
 
     pulse_seed, motion_seed, light_seed, noise_seed = np.random.SeedSequence(seed).spawn(4)
@@ -293,7 +339,7 @@ def synth_subject(
     )
     ppg = pulse.wave.astype(np.float32)
 
-    base, skin, amp_map, corners = _scene((out_h, out_w))
+    base, skin, amp_map, corners = _scene((out_h, out_w), skin_tone)
     centre = corners.mean(axis=0)
     # Per-pixel, per-channel pulse gain: pixel *= 1 - ppg(t) * gain.
     pulse_gain = (pulse_amplitude * amp_map[..., None] * BLOOD_DIRECTION_RGB).astype(np.float32)

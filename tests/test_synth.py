@@ -8,7 +8,7 @@ import pytest
 
 from physiolatent_core.errors import InputError
 from physiolatent_core.pulse import hr_curve
-from physiolatent_core.synth import BLOOD_DIRECTION_RGB, synth_subject
+from physiolatent_core.synth import _EXPOSURE, BLOOD_DIRECTION_RGB, MONK_SKIN_TONES, synth_subject
 
 SMALL = dict(size=(96, 128))
 
@@ -146,6 +146,10 @@ def test_mask_and_box_move_with_the_head():
         (dict(size=(10, 10)), "size"),
         (dict(pulse_amplitude=0.5), "pulse_amplitude"),
         (dict(photo="lena"), "astronaut"),
+        (dict(skin_tone=4), "Monk Skin Tone"),
+        (dict(skin_tone=11), "Monk Skin Tone"),
+        (dict(skin_tone=True), "Monk Skin Tone"),
+        (dict(skin_tone="8"), "Monk Skin Tone"),
     ],
 )
 def test_bad_arguments_raise_input_error(kwargs, match):
@@ -174,3 +178,22 @@ def test_sensor_noise_is_gaussian_and_fresh_every_frame():
     flat = noise.reshape(len(noise), -1)
     neighbours = [abs(np.corrcoef(flat[t], flat[t + 1])[0, 1]) for t in range(len(flat) - 1)]
     assert max(neighbours) < 0.1, "consecutive frames must not share their noise"
+
+
+@pytest.mark.parametrize("tone", [6, 8, 10])
+def test_skin_tone_darkens_the_skin_only_and_keeps_the_relative_pulse(tone):
+    common = dict(duration_s=6.0, hr_bpm=72, seed=3, noise_std=0.0, quantize=False, **SMALL)
+    photo, dark = synth_subject(**common), synth_subject(skin_tone=tone, **common)
+    still = dict(common, motion_px=0.0, illumination_drift=0.0)  # only the pulse changes
+    still_photo, still_dark = synth_subject(**still), synth_subject(skin_tone=tone, **still)
+    on_skin = dark.skin_mask[0] > 0.9
+    swatch = np.array(MONK_SKIN_TONES[tone]) / 255.0 * _EXPOSURE
+    np.testing.assert_allclose(dark.frames[0][on_skin].mean(axis=0), swatch, rtol=0.1)
+    # The background is the photo's (same seed: same motion and light).
+    corner = (slice(None), slice(0, 12), slice(0, 12))
+    np.testing.assert_array_equal(dark.frames[corner], photo.frames[corner])
+    # The pulse is the same fraction of the darker skin.
+    rel_photo = skin_green(still_photo) / skin_green(still_photo).mean()
+    rel_dark = skin_green(still_dark) / skin_green(still_dark).mean()
+    assert np.ptp(rel_photo) > 0.01
+    np.testing.assert_allclose(rel_dark, rel_photo, atol=1e-4)
