@@ -138,13 +138,16 @@ def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0, skin
 
 
 def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0, paths=None,
-        skin_tones=(None,)):
+        skin_tones=(None,), exposure: float = 1.0):
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     log = open(out_dir / "cases.jsonl", "w")
     for name, frames, fps, true_hr in clips(quick, only, real_seconds, skin_tones):
         if names and not any(n in name for n in names):
             continue
+        if exposure != 1.0:  # a dimmer recording of the same scene: fewer grey levels, same 8-bit camera
+            frames = np.round(np.clip(frames * exposure, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
+            name = f"{name}_exp{exposure:g}"
         t0 = time.time()
         skin, _ = face.face_mask(frames, fps)
         masks_in = {"skin": skin, "box": box_mask(frames, fps)}
@@ -241,6 +244,8 @@ if __name__ == "__main__":
     ap.add_argument("--skin-tones", nargs="+", default=["photo"],
                     help="render the synthetic subjects with these Monk Skin Tone scale tones (5-10; "
                          "'photo': as photographed, about tone 5; default: photo only)")
+    ap.add_argument("--exposure", type=float, default=1.0,
+                    help="scale every clip by this factor and round to 8 bit again (e.g. 0.4: a dim recording)")
     ap.add_argument("--no-codec-compensation", action="store_true",
                     help="ablation: the editor does not measure or compensate the codec's colour response")
     args = ap.parse_args()
@@ -251,4 +256,4 @@ if __name__ == "__main__":
         print(json.dumps(summarise(rows), indent=2))
     else:
         tones = [None if t == "photo" else int(t) for t in args.skin_tones]
-        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths, tones)
+        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths, tones, args.exposure)
