@@ -5,6 +5,8 @@ from __future__ import annotations
 from ._common import check_fps, numpy_to_image, numpy_to_mask
 
 CATEGORY = "PhysioLatent/Input"
+PHOTO_TONE = "as photographed (~5)"
+SKIN_TONES = [PHOTO_TONE, "6", "7", "8", "9", "10"]  # Monk Skin Tone scale
 
 
 class SyntheticSubject:
@@ -42,15 +44,24 @@ class SyntheticSubject:
                                    "tooltip": "Frame height in pixels."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
                                  "tooltip": "Seed for head motion, noise and heart-rate variability."}),
-            }
+            },
+            "optional": {
+                "skin_tone": (SKIN_TONES, {"default": PHOTO_TONE,
+                                           "tooltip": "Monk Skin Tone scale tone of the face, ears and neck (darker "
+                                                      "skin: the same relative pulse is fewer grey levels)."}),
+            },
         }
 
-    def render(self, duration_s, fps, hr_bpm, width, height, seed):
+    def render(self, duration_s, fps, hr_bpm, width, height, seed, skin_tone=PHOTO_TONE):
+        from physiolatent_core.errors import InputError
         from physiolatent_core.synth import synth_subject
 
+        if skin_tone not in SKIN_TONES:
+            raise InputError(f"skin_tone must be one of {SKIN_TONES}, got {skin_tone!r}.")
         fps = check_fps(fps)
         clip = synth_subject(duration_s=float(duration_s), fps=fps, hr_bpm=float(hr_bpm),
-                             size=(int(height), int(width)), seed=int(seed))
+                             size=(int(height), int(width)), seed=int(seed),
+                             skin_tone=None if skin_tone == PHOTO_TONE else int(skin_tone))
         return (numpy_to_image(clip.frames), float(clip.fps), float(clip.hr_bpm),
                 numpy_to_mask(clip.skin_mask))
 

@@ -176,6 +176,8 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     p.add_argument("--duration", type=float, default=12.0, help="clip length in seconds (default 12)")
     p.add_argument("--size", default="360x480", help="frame size HEIGHTxWIDTH (default %(default)s)")
+    p.add_argument("--skin-tone", type=int, metavar="5..10",
+                   help="darken the subject's skin to this Monk Skin Tone scale tone (default: as photographed, ~5)")
     _add_common(p, output=False, files=False)
 
     # The paper's network (torch, diffusers) is imported only when its commands are asked
@@ -765,6 +767,8 @@ def _demo(args, outputs: _Outputs) -> dict:
             raise InputError(f"{out_dir / name} already exists: pass --overwrite or choose another --out folder.")
     if not 0 <= args.crf <= 51:
         raise InputError(f"--crf must be 0..51, got {args.crf}.")
+    if args.skin_tone is not None and not 5 <= args.skin_tone <= 10:
+        raise InputError(f"--skin-tone must be a Monk Skin Tone scale tone from 5 to 10, got {args.skin_tone}.")
     if not out_dir.exists():
         out_dir.mkdir(parents=True)
         outputs.done(out_dir)  # created by this run: removed again on failure
@@ -775,7 +779,8 @@ def _demo(args, outputs: _Outputs) -> dict:
         raise InputError(f"--size must look like 360x480 (height x width), got {args.size!r}.") from None
     true_hr, target_hr = 68.0, 100.0
     _log(args, f"rendering a synthetic subject ({args.duration:g} s, true HR {true_hr:g} bpm)...")
-    clip = synth_subject(duration_s=args.duration, fps=30.0, hr_bpm=true_hr, size=size, seed=args.seed)
+    clip = synth_subject(duration_s=args.duration, fps=30.0, hr_bpm=true_hr, size=size, seed=args.seed,
+                         skin_tone=args.skin_tone)
     input_path = out_dir / names["input"]
     outputs.done(_write(str(input_path), clip.frames, clip.fps, args.crf, args.overwrite, None, args.seed,
                         args.quiet))

@@ -166,6 +166,20 @@ def test_demo_writes_its_four_files(tmp_path, capsys):
     assert "true HR" in stdout and "PSNR" in stdout
 
 
+def test_demo_with_a_darker_skin_tone(tmp_path, capsys):
+    from physiolatent_core.video import read_video
+
+    out = tmp_path / "demo"
+    code, _, _ = run(["demo", "--out", out, "--size", "120x160", "--duration", 5, "--methods", "pos",
+                      "--skin-tone", 9, "--quiet"], capsys)
+    assert code == 0
+    frames, _fps = read_video(out / "input.mp4", max_frames=1)
+    assert frames[0, 50:70, 70:90, 1].mean() < 70 / 255  # tone 9's green is ~44 levels; the photo's ~160
+    report = json.loads((out / "report.json").read_text())
+    assert abs(report["verify"]["hr_bpm"]["pos"] - 100) < 5
+    expect_error(["demo", "--out", tmp_path / "x", "--skin-tone", 4], capsys, "skin-tone", tmp_path)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -80,6 +80,19 @@ def test_synthetic_subject_outputs(clip):
     assert mask.shape == images.shape[:3] and 0.02 < float(mask.mean()) < 0.6
 
 
+def test_synthetic_subject_skin_tone(clip):
+    images, _fps, _hr, mask = clip
+    dark, _, hr, dark_mask = run("PhysioLatentSyntheticSubject", duration_s=8.0, fps=FPS, hr_bpm=TRUE_HR,
+                                 width=160, height=128, seed=0, skin_tone="9")
+    skin = mask[0] > 0.9
+    assert float(dark[0][skin].mean()) < 0.5 * float(images[0][skin].mean())
+    assert torch.equal(dark[:, :8, :8], images[:, :8, :8])  # the background stays
+    assert hr == pytest.approx(TRUE_HR, abs=1.0)
+    with pytest.raises(InputError, match="skin_tone"):
+        run("PhysioLatentSyntheticSubject", duration_s=8.0, fps=FPS, hr_bpm=TRUE_HR, width=160, height=128,
+            seed=0, skin_tone="4")
+
+
 def test_face_mask_finds_the_rendered_face(clip):
     images, fps, _hr, truth = clip
     mask, preview = run("PhysioLatentFaceMask", images=images, fps=fps)
