@@ -23,6 +23,8 @@ Prints one JSON line per case and a summary table; writes everything to --out.
     python benchmarks/quality.py --quick --out out/quality    # 2 synthetic clips, 1 real video
     python benchmarks/quality.py --only synth --out out/q_synth & python benchmarks/quality.py --only real --out out/q_real
     python benchmarks/quality.py --summarise out/q_synth/cases.jsonl out/q_real/cases.jsonl
+    python benchmarks/quality.py --only synth --skin-tones 8 10 --out out/q_tones   # darker skin (Monk scale)
+    python benchmarks/quality.py --only real --exposure 0.4 --out out/q_dim          # dim recordings
 """
 
 from __future__ import annotations
