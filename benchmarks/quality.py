@@ -139,6 +139,11 @@ def clips(quick: bool, only: str | None = None, real_seconds: float = 12.0, skin
             yield path.stem, frames, fps, None
 
 
+def skin_tone(text: str) -> int | None:
+    """``--skin-tones`` value: "photo" (None) or a Monk scale tone."""
+    return None if text == "photo" else int(text)
+
+
 def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_seconds: float = 12.0, paths=None,
         skin_tones=(None,), exposure: float = 1.0):
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,14 +153,14 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
         if names and not any(n in name for n in names):
             continue
         if exposure != 1.0:  # a dimmer recording of the same scene: fewer grey levels, same 8-bit camera
-            frames = np.round(np.clip(frames * exposure, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
+            frames = video.quantize_to_uint8(frames * exposure, "round").astype(np.float32) / 255.0
             name = f"{name}_exp{exposure:g}"
         t0 = time.time()
         skin, _ = face.face_mask(frames, fps)
         masks_in = {"skin": skin, "box": box_mask(frames, fps)}
         before = read_hrs(frames, fps, masks_in)
         if true_hr is None:  # real video: the consensus of the eight mean-colour estimators on our skin ROI
-            true_hr = float(np.median([before["skin"][name][0] for name in rppg.ESTIMATORS]))
+            true_hr = float(np.median([before["skin"][method][0] for method in rppg.ESTIMATORS]))
         for path, spec in PATHS.items():
             if paths and path not in paths:
                 continue
@@ -243,7 +248,7 @@ if __name__ == "__main__":
     ap.add_argument("--summarise", nargs="+", type=Path, help="only merge cases.jsonl files into a summary")
     ap.add_argument("--paths", nargs="+", choices=list(PATHS), help="only these save paths (default: all)")
     ap.add_argument("--real-seconds", type=float, default=12.0, help="length read from each real video (default 12)")
-    ap.add_argument("--skin-tones", nargs="+", default=["photo"],
+    ap.add_argument("--skin-tones", nargs="+", default=[None], type=skin_tone,
                     help="render the synthetic subjects with these Monk Skin Tone scale tones (5-10; "
                          "'photo': as photographed, about tone 5; default: photo only)")
     ap.add_argument("--exposure", type=float, default=1.0,
@@ -257,5 +262,5 @@ if __name__ == "__main__":
         rows = [json.loads(line) for f in args.summarise for line in open(f)]
         print(json.dumps(summarise(rows), indent=2))
     else:
-        tones = [None if t == "photo" else int(t) for t in args.skin_tones]
-        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths, tones, args.exposure)
+        run(args.out, args.quick, args.only, args.clips, args.real_seconds, args.paths, args.skin_tones,
+            args.exposure)

@@ -756,7 +756,7 @@ def _estimate(args, outputs: _Outputs) -> dict:
 
 def _demo(args, outputs: _Outputs) -> dict:
     """Synthetic subject (true HR 68) -> input.mp4 -> edit to 100 bpm -> edited.mp4 + report + figure."""
-    from .synth import synth_subject
+    from .synth import check_skin_tone, synth_subject
 
     out_dir = Path(args.out).expanduser()
     names = {"input": "input.mp4", "edited": "edited.mp4", "report": "report.json", "figure": "figure.png"}
@@ -767,8 +767,7 @@ def _demo(args, outputs: _Outputs) -> dict:
             raise InputError(f"{out_dir / name} already exists: pass --overwrite or choose another --out folder.")
     if not 0 <= args.crf <= 51:
         raise InputError(f"--crf must be 0..51, got {args.crf}.")
-    if args.skin_tone is not None and not 5 <= args.skin_tone <= 10:
-        raise InputError(f"--skin-tone must be a Monk Skin Tone scale tone from 5 to 10, got {args.skin_tone}.")
+    check_skin_tone(args.skin_tone, "--skin-tone")
     if not out_dir.exists():
         out_dir.mkdir(parents=True)
         outputs.done(out_dir)  # created by this run: removed again on failure

@@ -38,7 +38,7 @@ import numpy as np
 from .errors import InputError
 from .pulse import _smooth_noise, parse_hr_target, synth_pulse
 
-__all__ = ["BLOOD_DIRECTION_RGB", "MONK_SKIN_TONES", "SynthClip", "synth_subject"]
+__all__ = ["BLOOD_DIRECTION_RGB", "MONK_SKIN_TONES", "SynthClip", "check_skin_tone", "synth_subject"]
 
 # Blood-volume colour direction in normalised RGB, scaled so its green component is 1.
 BLOOD_DIRECTION_RGB = np.array([0.33, 0.77, 0.53]) / 0.77
@@ -175,11 +175,21 @@ def _check(name: str, value, low: float, high: float = np.inf) -> float:
     return float(value)
 
 
+def check_skin_tone(skin_tone, name: str = "skin_tone") -> None:
+    """Raise InputError unless ``skin_tone`` is None or a tone ``synth_subject`` renders."""
+    if skin_tone is not None and (
+        isinstance(skin_tone, bool) or skin_tone not in MONK_SKIN_TONES or skin_tone < PHOTO_SKIN_TONE
+    ):
+        raise InputError(
+            f"{name} must be a Monk Skin Tone scale tone from {PHOTO_SKIN_TONE} to {max(MONK_SKIN_TONES)} (or none "
+            f"for the photo's own skin), got {skin_tone!r}: the photo's skin is about tone {PHOTO_SKIN_TONE} and "
+            "can only be darkened."
+        )
+
+
 def _tone_gain(skin_tone: int | None) -> np.ndarray:
     """Per-channel factor [3] that takes the photo's mean face skin to the swatch of Monk
-    tone ``skin_tone`` (ones for None)."""
-    if skin_tone is None:
-        return np.ones(3, np.float32)
+    tone ``skin_tone``."""
     photo, skin, _, _ = _astronaut()
     return (np.array(MONK_SKIN_TONES[skin_tone]) / 255.0 / photo[skin > 0.5].mean(axis=0)).astype(np.float32)
 
@@ -195,7 +205,8 @@ def _scene(size: tuple[int, int], skin_tone: int | None = None):
     """
     out_h, out_w = size
     photo_rgb, skin_full, amp_full, all_skin = _astronaut()
-    photo_rgb = photo_rgb * (1.0 - all_skin[..., None] * (1.0 - _tone_gain(skin_tone)))
+    if skin_tone is not None:
+        photo_rgb = photo_rgb * (1.0 - all_skin[..., None] * (1.0 - _tone_gain(skin_tone)))
     x0, y0, crop_w, crop_h = _crop_box(size, photo_rgb.shape[:2])
     sx, sy = out_w / crop_w, out_h / crop_h
     to_frame = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
@@ -324,13 +335,7 @@ def synth_subject(
     pulse_amplitude = _check("pulse_amplitude", pulse_amplitude, 0.0, 0.05)
     illumination_drift = _check("illumination_drift", illumination_drift, 0.0, 0.3)
     noise_std = _check("noise_std", noise_std, 0.0, 0.5)
-    if skin_tone is not None and (
-        isinstance(skin_tone, bool) or skin_tone not in MONK_SKIN_TONES or skin_tone < PHOTO_SKIN_TONE
-    ):
-        raise InputError(
-            f"skin_tone must be None or a Monk Skin Tone scale tone from {PHOTO_SKIN_TONE} to 10, got "
-            f"{skin_tone!r}: the photo's own skin is about tone {PHOTO_SKIN_TONE} and can only be darkened."
-        )
+    check_skin_tone(skin_tone)
     target = parse_hr_target(hr_bpm)
 
     pulse_seed, motion_seed, light_seed, noise_seed = np.random.SeedSequence(seed).spawn(4)

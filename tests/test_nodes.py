@@ -88,6 +88,10 @@ def test_synthetic_subject_skin_tone(clip):
     assert float(dark[0][skin].mean()) < 0.5 * float(images[0][skin].mean())
     assert torch.equal(dark[:, :8, :8], images[:, :8, :8])  # the background stays
     assert hr == pytest.approx(TRUE_HR, abs=1.0)
+    from physiolatent_core.synth import MONK_SKIN_TONES, PHOTO_SKIN_TONE
+
+    listed = NODES["PhysioLatentSyntheticSubject"].INPUT_TYPES()["optional"]["skin_tone"][0]
+    assert listed[1:] == [str(t) for t in MONK_SKIN_TONES if t > PHOTO_SKIN_TONE]  # the node lists synth's tones
     with pytest.raises(InputError, match="skin_tone"):
         run("PhysioLatentSyntheticSubject", duration_s=8.0, fps=FPS, hr_bpm=TRUE_HR, width=160, height=128,
             seed=0, skin_tone="4")

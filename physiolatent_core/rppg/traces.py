@@ -81,9 +81,7 @@ def extract_rgb(frames, mask=None) -> np.ndarray:
             pixels = x[i, rr, c0:c1].astype(np.float32, copy=False).reshape(-1, 3)
             sums[i] += np.ascontiguousarray(weights[rr, c0:c1]).reshape(-1) @ pixels
     totals = np.broadcast_to(totals, (t,))
-    valid = totals > 0
-    if not valid.any():
-        raise InputError("the mask is zero in every frame: no skin pixels to average. Check the face mask.")
+    valid = totals > 0  # some frame has skin: frames_and_weights checked the mask
     rgb = np.zeros((t, 3))
     rgb[valid] = sums[valid] / totals[valid, None]
     rgb = fill_gaps(rgb, valid)
