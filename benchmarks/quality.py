@@ -8,6 +8,8 @@ each save path a user takes:
 * ``h264_crf18`` dither + libx264 crf 18 yuv420p (our default .mp4)
 * ``h264_crf23`` dither + libx264 crf 23
 * ``comfy_save`` ComfyUI's core SaveVideo: truncation to 8 bit + libx264 crf 23 yuv420p
+* ``comfy_prequant`` the shipped workflows' path: *Pre-quantise for SaveVideo*
+  (``video.prequantize_for_truncation``), then core SaveVideo
 
 The editor is told the path (``robust_to='lossless'`` for lossless, ``'h264'`` otherwise).
 Estimators see the saved video through two regions of interest: our skin mask, and a plain
@@ -54,12 +56,15 @@ PATHS = {
     "h264_crf18": dict(robust_to="h264", codec="h264", crf=18, quantize="dither"),
     "h264_crf23": dict(robust_to="h264", codec="h264", crf=23, quantize="dither"),
     "comfy_save": dict(robust_to="h264", codec="h264", crf=23, quantize="truncate"),
+    "comfy_prequant": dict(robust_to="h264", codec="h264", crf=23, quantize="truncate", prequantize=True),
 }
 
 
 def save_path(frames, fps, path):
     """What the user's file holds, read back as float frames."""
     spec = PATHS[path]
+    if spec.get("prequantize"):
+        frames = video.prequantize_for_truncation(frames)
     if spec["codec"] is None:
         return video.quantize_to_uint8(frames, method=spec["quantize"]).astype(np.float32) / 255.0
     return video.encode_decode(frames, fps, codec=spec["codec"], crf=spec["crf"], quantize=spec["quantize"])

@@ -104,20 +104,9 @@ class PreQuantizeForSaveVideo:
 
     def run(self, images, seed):
         frames = image_to_numpy(images)
-        return (numpy_to_image(prequantize(frames, seed=int(seed))),)
+        from physiolatent_core.video import prequantize_for_truncation
 
-
-def prequantize(frames: np.ndarray, seed: int = 0) -> np.ndarray:
-    """[T,H,W,3] float -> float on (k+0.5)/255 with k the dithered uint8 level.
-
-    (k + 0.5)/255 * 255 = k + 0.5 in float32 (exact enough: error ~1e-5), so truncation
-    yields k and rounding would too; values stay in [0.5/255, 255.5/255] -> clamp 1.0
-    keeps k = 255 at 255.
-    """
-    from physiolatent_core.video import quantize_to_uint8
-
-    k = quantize_to_uint8(frames, method="dither", seed=seed).astype(np.float32)
-    return np.minimum((k + 0.5) / 255.0, 1.0).astype(np.float32)
+        return (numpy_to_image(prequantize_for_truncation(frames, seed=int(seed))),)
 
 
 NODE_CLASS_MAPPINGS = {

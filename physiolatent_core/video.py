@@ -492,6 +492,19 @@ def quantize_to_uint8(frames, method: str = "dither", state: DitherState | None 
     return out.reshape(frames.shape)
 
 
+def prequantize_for_truncation(frames, seed: int = 0, state: DitherState | None = None) -> np.ndarray:
+    """float [T, ...] → float32 on (k + 0.5)/255, k the temporally dithered 8-bit level.
+
+    For frames that a saver will truncate (ComfyUI's core SaveVideo: ``(x*255).byte()``):
+    truncation of (k + 0.5)/255 gives exactly k (float32 error ~1e-5 of a level), and so
+    does rounding, so the dither's sub-level pulse survives instead of being rectified
+    (truncation turns a small negative change into a whole level down and a positive one
+    into nothing). k = 255 is clamped to 1.0, which truncates to 255.
+    """
+    k = quantize_to_uint8(frames, method="dither", state=state, seed=seed).astype(np.float32)
+    return np.minimum((k + np.float32(0.5)) / np.float32(255), np.float32(1.0))
+
+
 def _rgb_to_ycbcr420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RGB [H, W, 3] float 0..1 (even H, W) → BT.709 limited-range code values, float32:
     Y [H, W], Cb and Cr [H/2, W/2] (each chroma sample is the mean of its 2x2 pixels)."""

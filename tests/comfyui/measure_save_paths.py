@@ -28,17 +28,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from nodes.save_nodes import prequantize  # noqa: E402
 from physiolatent_core.editor import edit_pulse  # noqa: E402
 from physiolatent_core.face import face_mask  # noqa: E402
 from physiolatent_core.rppg import ESTIMATORS, extract_rgb  # noqa: E402
 from physiolatent_core.rppg.hr import estimate_hr, snr_db  # noqa: E402
-from physiolatent_core.video import encode_decode, read_video  # noqa: E402
+from physiolatent_core.video import encode_decode, prequantize_for_truncation, read_video  # noqa: E402
 
 PATHS = {
     "float": lambda x, fps: x,
     "SaveVideo (truncate, crf 23)": lambda x, fps: encode_decode(x, fps, "h264", 23, "truncate"),
-    "PreQ + SaveVideo (crf 23)": lambda x, fps: encode_decode(prequantize(x), fps, "h264", 23, "truncate"),
+    "PreQ + SaveVideo (crf 23)": lambda x, fps: encode_decode(prequantize_for_truncation(x), fps, "h264", 23, "truncate"),
     "pulse-safe mp4 (dither, crf 18)": lambda x, fps: encode_decode(x, fps, "h264", 18, "dither"),
     "pulse-safe mkv (dither, FFV1)": lambda x, fps: encode_decode(x, fps, "ffv1", 0, "dither"),
 }
