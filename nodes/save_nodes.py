@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from ._common import Progress, host_module, check_fps, image_to_numpy, numpy_to_image, output_directory
 
 CATEGORY = "PhysioLatent/Output"

@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
@@ -67,7 +65,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=100.0)
     ap.add_argument("--video", default=None)
     args = ap.parse_args()
-    print(f"| clip | edit robust_to | save path | POS bpm | CHROM bpm | POS SNR@target dB |")
+    print("| clip | edit robust_to | save path | POS bpm | CHROM bpm | POS SNR@target dB |")
     print("|---|---|---|---|---|---|")
     for name, frames, fps in clips(args.video):
         mask, _track = face_mask(frames, fps)
