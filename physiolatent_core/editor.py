@@ -52,7 +52,7 @@ from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
 from .rppg import ESTIMATORS
 from .rppg.hr import check_duration, estimate_hr, hr_over_time
 from .rppg.traces import fill_gaps
-from .video import quantize_to_uint8
+from .video import DitherState, add_in_whole_levels, quantize_to_uint8
 
 # Blood-volume pulse direction in normalised RGB (de Haan & van Leest 2014), scaled so
 # the green component is 1: the colour change per unit green change.
@@ -124,7 +124,9 @@ class PulseEditor:
         codec_crf, codec_quantize, codec_preset: the H.264 output path that
             ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
             it (``"dither"`` as our writer, ``"truncate"`` as ComfyUI's core SaveVideo)
-            and the x264 preset.
+            and the x264 preset. With ``"truncate"`` the edit is also made in whole 8-bit
+            levels, dithered over time (``video.add_in_whole_levels``), so that truncation
+            keeps it; ``apply`` then takes the chunks in order.
     """
 
     def __init__(
@@ -186,6 +188,11 @@ class PulseEditor:
         self._box_mean: list[np.ndarray] = []  # per chunk [t, 3]: mean colour of the face box reader
         self._box_share: list[np.ndarray] = []  # per chunk [t, K]: pixels a cell's correction reaches / box pixels
         self._plan: _Plan | None = None
+        # An output truncated to 8 bit gets the change in whole levels (video.add_in_whole_levels),
+        # dithered over time: the rounding residual per pixel, carried from chunk to chunk.
+        self._whole_levels = codec_quantize == "truncate"
+        self._residual: np.ndarray | None = None  # [H, W, 3] levels
+        self._next_frame = 0  # whole-level changes need the chunks in order
 
     # ---------------------------------------------------------------- pass 1
     def observe(self, frames: np.ndarray, face_mask: np.ndarray) -> None:
@@ -439,15 +446,28 @@ class PulseEditor:
             )
         if inplace and frames.dtype != np.float32:
             raise InputError("inplace editing needs float32 frames.")
+        if self._whole_levels:
+            if start != self._next_frame:
+                raise InputError(f"apply() got frames from {start} but the next is {self._next_frame}: for an "
+                                 "8-bit truncated output (codec_quantize='truncate') apply the chunks in order, once.")
+            self._next_frame = start + len(frames)
+            if self._residual is None:  # one per 8x8 tile of the frame
+                h, w = frames.shape[1:3]
+                self._residual = DitherState(seed=self.seed).get((-(-h // 8), -(-w // 8), 3))
         out = frames if inplace else np.array(frames, dtype=np.float32, copy=True)
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             if x1 - x0 < self.grid[1] or y1 - y0 < self.grid[0]:
                 continue
-            gain = cv2.resize(delta[i], (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_CUBIC)
-            gain *= _apply_weight(face_mask[i, y0:y1, x0:x1])[..., None]
-            gain += 1.0
+            change = cv2.resize(delta[i], (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_CUBIC)
+            weight = _apply_weight(face_mask[i, y0:y1, x0:x1])
+            change *= weight[..., None]
             region = out[i, y0:y1, x0:x1]
-            np.multiply(region, gain, out=region)
+            if self._whole_levels:
+                change *= region
+                add_in_whole_levels(out[i], (x0, y0, x1, y1), change, weight, self._residual)
+                continue
+            change += 1.0
+            np.multiply(region, change, out=region)
             np.clip(region, 0.0, 1.0, out=region)
         return out
 

@@ -55,7 +55,7 @@ from typing import Callable, Iterable, Iterator
 import av
 import cv2
 import numpy as np
-from einops import repeat
+from einops import reduce, repeat
 
 from .errors import InputError, VideoError
 
@@ -462,6 +462,58 @@ class _TileDither:
         # Whole levels: float32 holds them exactly, and the full-size sum moves half the bytes of float64.
         out = self.held + repeat(steps.astype(np.float32), "h w -> (h a) (w c)", a=k, c=k)[:h, :w]
         return np.clip(out, 0, 255, out=out).astype(np.uint8)
+
+
+#: What a pixel that steps gets on top of its whole levels: float32 rounding of k/255 * 255
+#: is ~1e-5 of a level, so truncation never takes the step away, and a dithering saver
+#: downstream carries it for a thousand frames before it adds a level.
+WHOLE_LEVEL_MARGIN = 1e-3
+
+
+def add_in_whole_levels(frame: np.ndarray, box: tuple[int, int, int, int], change: np.ndarray,
+                        weight: np.ndarray, residual: np.ndarray, tile: int = 8) -> None:
+    """``frame += change`` inside ``box`` in whole 8-bit levels, tile by tile; in place.
+
+    For outputs that will be truncated to 8 bit (ComfyUI's core SaveVideo: ``(x*255).byte()``)
+    from frames that lie on k/255 levels, as decoded video does: truncation turns a sub-level
+    change into nothing when it is positive and a whole level when it is negative, in every
+    channel alike. Here each ``tile`` x ``tile`` tile of the frame grid steps by whole levels
+    per channel as one (H.264's dead zone drops pixels that step on their own), the tile's
+    mean change going through error diffusion over time; a pixel that steps gets
+    :data:`WHOLE_LEVEL_MARGIN` on top, so truncation, rounding and dithering all keep it.
+
+    Args:
+        frame: [H, W, 3] float32 0..1, edited in place.
+        box: (x0, y0, x1, y1) of the region ``change`` covers.
+        change: [y1-y0, x1-x0, 3] float, the wanted change in 0..1 units.
+        weight: [y1-y0, x1-x0] 0..1; pixels above 0.5 step, carrying the whole tile's change
+            (the tile's other pixels stay as they are), so the tile's sum moves as wanted.
+        residual: [ceil(H/tile), ceil(W/tile), 3] float32, each tile's rounding residual in
+            levels from the previous frame (start it with :class:`DitherState`); updated in place.
+    """
+    x0, y0, x1, y1 = box
+    tx0, ty0 = x0 // tile, y0 // tile
+    tx1, ty1 = -(-x1 // tile), -(-y1 // tile)
+    padded = np.zeros(((ty1 - ty0) * tile, (tx1 - tx0) * tile, 3), np.float32)
+    steps_on = np.zeros(padded.shape[:2], bool)
+    oy, ox = y0 - ty0 * tile, x0 - tx0 * tile
+    on = weight > 0.5
+    steps_on[oy : oy + y1 - y0, ox : ox + x1 - x0] = on
+    padded[oy : oy + y1 - y0, ox : ox + x1 - x0] = change
+    tiles = "(ty a) (tx b) c -> ty tx c"
+    n_on = reduce(steps_on.astype(np.float32)[..., None], tiles, "sum", a=tile, b=tile)
+    wanted = reduce(padded, tiles, "sum", a=tile, b=tile) * np.float32(255) / np.maximum(n_on, 1.0)
+    tile_residual = residual[ty0:ty1, tx0:tx1]
+    wanted += tile_residual
+    steps = np.where(n_on > 0, np.rint(wanted), 0.0).astype(np.float32)
+    np.copyto(tile_residual, wanted - steps, where=n_on > 0)
+    steps[steps != 0] += np.float32(WHOLE_LEVEL_MARGIN)
+    per_pixel = repeat(steps / np.float32(255), "ty tx c -> (ty a) (tx b) c", a=tile, b=tile)
+    per_pixel *= steps_on[..., None]
+    h, w = frame.shape[:2]
+    target = frame[ty0 * tile : ty1 * tile, tx0 * tile : tx1 * tile]
+    target += per_pixel[: min(h, ty1 * tile) - ty0 * tile, : min(w, tx1 * tile) - tx0 * tile]
+    np.clip(target, 0.0, 1.0, out=target)
 
 
 def quantize_to_uint8(frames, method: str = "dither", state: DitherState | None = None, seed: int = 0) -> np.ndarray:

@@ -167,6 +167,32 @@ def test_edit_survives_h264_on_dark_skin(clip):
         assert abs(estimate_hr(pulse, FPS) - 100) <= 3.0, name
 
 
+@pytest.mark.parametrize("target", [55.0, 100.0])
+def test_edit_survives_savevideo_truncation_on_very_dark_skin(target):
+    """Monk tone 10 (skin ~32 grey levels): the change is under a level in every channel,
+    which truncation would turn into a plain brightness step (the colour-model readers then
+    read the subject's own 68 bpm); made in whole levels, it is kept as it is."""
+    dark = synth_subject(duration_s=12.0, fps=FPS, hr_bpm=68.0, size=(200, 260), seed=0, pulse_amplitude=0.004,
+                         skin_tone=10)
+    res = editor.edit_pulse(dark.frames, FPS, target, face_mask=dark.skin_mask, robust_to="h264",
+                            codec_quantize="truncate")
+    steps = res.frames.astype(np.float64) * 255 - np.rint(dark.frames * 255)
+    assert np.abs(steps - np.rint(steps)).max() < 2e-3, "the change is in whole levels"
+    saved = video.encode_decode(res.frames, FPS, codec="h264", crf=23, quantize="truncate")
+    for name, pulse in read_all(saved, dark.skin_mask).items():
+        assert abs(estimate_hr(pulse, FPS) - target) <= 3.0, name
+
+
+def test_whole_level_edits_take_the_chunks_in_order(clip):
+    ed = editor.PulseEditor(FPS, "edit", target=90, robust_to="lossless", codec_quantize="truncate")
+    frames, mask = clip.frames[:150], clip.skin_mask[:150]
+    ed.observe(frames, mask)
+    ed.plan()
+    ed.apply(frames[:50], mask[:50], 0)
+    with pytest.raises(InputError, match="in order"):
+        ed.apply(frames[100:], mask[100:], 100)
+
+
 def test_codec_compensation_is_measured_only_for_h264(clip):
     lossless = editor.edit_pulse(clip.frames[:150], FPS, 90, face_mask=clip.skin_mask[:150], robust_to="lossless")
     assert lossless.info["codec_gain_rgb"] == [1.0, 1.0, 1.0] and lossless.info["codec"] is None
@@ -176,9 +202,10 @@ def test_codec_compensation_is_measured_only_for_h264(clip):
     assert h264.info["codec"]["test_hz"] == pytest.approx(1.5)  # measured at the injected rate
 
 
-def test_streaming_equals_whole_clip_and_is_deterministic(clip):
-    whole = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7).frames
-    ed = editor.PulseEditor(FPS, "edit", target=90, seed=7)
+@pytest.mark.parametrize("quantize", ["dither", "truncate"])
+def test_streaming_equals_whole_clip_and_is_deterministic(clip, quantize):
+    whole = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7, codec_quantize=quantize).frames
+    ed = editor.PulseEditor(FPS, "edit", target=90, seed=7, codec_quantize=quantize)
     chunks = [(s, min(s + 100, len(clip.frames))) for s in range(0, len(clip.frames), 100)]
     for a, b in chunks:
         ed.observe(clip.frames[a:b], clip.skin_mask[a:b])
@@ -186,7 +213,7 @@ def test_streaming_equals_whole_clip_and_is_deterministic(clip):
     ed.plan()
     streamed = np.concatenate([ed.apply(clip.frames[a:b], clip.skin_mask[a:b], a) for a, b in chunks])
     np.testing.assert_array_equal(streamed, whole)
-    again = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7).frames
+    again = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7, codec_quantize=quantize).frames
     np.testing.assert_array_equal(again, whole)
 
 

@@ -493,3 +493,39 @@ def test_behind_calls_in_order_and_reports_errors():
         with video.Behind(fail_on_two) as call:
             for i in range(4):
                 call(i)
+
+
+def test_whole_level_change_survives_truncation_and_steps_tile_by_tile():
+    """A sub-level change on 8-bit frames, made in whole levels per 8x8 tile: truncating to
+    8 bit keeps it exactly, the tile's mean over time is the change, and pixels the weight
+    leaves out stay bit-identical."""
+    rng = np.random.default_rng(0)
+    t, h, w = 120, 40, 48
+    levels = rng.integers(20, 60, (h, w, 3))  # dark skin: a 1 % change is under half a level
+    frames = np.repeat((levels / 255.0).astype(np.float32)[None], t, axis=0)
+    box = (5, 3, 45, 37)  # x0, y0, x1, y1
+    weight = np.zeros((34, 40), np.float32)
+    weight[2:-2, 2:-2] = 1.0
+    wave = 0.01 * np.sin(2 * np.pi * 1.5 * np.arange(t) / 30.0)  # 1 % at 1.5 Hz
+    residual = video.DitherState(seed=1).get((-(-h // 8), -(-w // 8), 3))
+    out = frames.copy()
+    for i in range(t):
+        region = out[i, 3:37, 5:45]
+        change = region * wave[i] * weight[..., None]
+        video.add_in_whole_levels(out[i], box, change, weight, residual)
+    truncated = np.floor(out.astype(np.float32) * np.float32(255)).astype(int)  # core SaveVideo
+    steps = truncated - levels[None]
+    assert np.array_equal(truncated, np.rint(out * 255).astype(int)), "truncation must equal rounding"
+    off = np.ones((h, w), bool)
+    off[3:37, 5:45] = weight <= 0.5
+    assert np.array_equal(out[:, off], frames[:, off]), "pixels outside the weight are untouched"
+    assert np.abs(steps).max() == 1 and (steps != 0).mean() > 0.05
+    # Every on-pixel of a tile steps alike.
+    on = ~off
+    for ty, tx in [(1, 1), (2, 3), (3, 4)]:
+        tile = steps[:, ty * 8 : ty * 8 + 8, tx * 8 : tx * 8 + 8][:, on[ty * 8 : ty * 8 + 8, tx * 8 : tx * 8 + 8]]
+        assert (tile == tile[:, :1]).all()
+    # The steps carry the wanted change: their 1.5 Hz component has its amplitude.
+    sine = np.sin(2 * np.pi * 1.5 * np.arange(t) / 30.0)
+    kept = 2 * np.mean(steps[:, 16:24, 16:24, 1].mean(axis=(1, 2)) * sine)
+    assert kept == pytest.approx(0.01 * levels[16:24, 16:24, 1].mean(), rel=0.15)
