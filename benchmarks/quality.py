@@ -181,7 +181,7 @@ def run(out_dir: Path, quick: bool, only: str | None = None, names=None, real_se
                 after = read_hrs(saved, fps, {"skin": skin, "box": masks_in["box"]})
                 row = dict(clip=name, path=path, mode=mode, target=target, true_hr_bpm=true_hr,
                            psnr_db=psnr_db(saved, reference), ssim=ssim(saved, reference)[0],
-                           injected_rms=res.info.get("injected_rms"))
+                           injected_rms=res.info.get("injected_rms"), whole_levels=res.info.get("whole_levels"))
                 for roi, reads in after.items():
                     for method, (hr, pulse, traces) in reads.items():
                         key = f"{roi}/{method}"

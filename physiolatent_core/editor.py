@@ -81,6 +81,13 @@ MIN_DURATION_S = 4.0
 # sidebands of breathing (0.1-0.4 Hz) and of heart-rate variability.
 OWN_BANDWIDTH_HZ = 0.45
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
+# Truncation to 8 bit (core SaveVideo) turns a change smaller than a grey level in every
+# channel into a whole level down or nothing, the same in R, G and B: a brightness flicker,
+# not a blood-volume colour change. Green carries the largest change in grey levels (skin
+# reflects it less, but the pulse is strongest there), so when its peak change is below one
+# level, the edit for a truncated output is made in whole levels (dark skin, dim video);
+# above it, truncation keeps the colour and plain float frames survive it better (run T).
+WHOLE_LEVEL_BELOW = 1.0
 
 # Seconds of the clip's start (at least) that are kept (face region, uint8) to measure the codec on.
 CODEC_SAMPLE_S = 3.2
@@ -124,9 +131,10 @@ class PulseEditor:
         codec_crf, codec_quantize, codec_preset: the H.264 output path that
             ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
             it (``"dither"`` as our writer, ``"truncate"`` as ComfyUI's core SaveVideo)
-            and the x264 preset. With ``"truncate"`` the edit is also made in whole 8-bit
+            and the x264 preset. With ``"truncate"``, a change whose green peak is under
+            a grey level (``WHOLE_LEVEL_BELOW``; dark skin, dim video) is made in whole 8-bit
             levels, dithered over time (``video.add_in_whole_levels``), so that truncation
-            keeps it; ``apply`` then takes the chunks in order.
+            keeps it; ``apply`` then takes the chunks in order (``info["whole_levels"]``).
     """
 
     def __init__(
@@ -188,9 +196,10 @@ class PulseEditor:
         self._box_mean: list[np.ndarray] = []  # per chunk [t, 3]: mean colour of the face box reader
         self._box_share: list[np.ndarray] = []  # per chunk [t, K]: pixels a cell's correction reaches / box pixels
         self._plan: _Plan | None = None
-        # An output truncated to 8 bit gets the change in whole levels (video.add_in_whole_levels),
-        # dithered over time: the rounding residual per pixel, carried from chunk to chunk.
-        self._whole_levels = codec_quantize == "truncate"
+        # An output truncated to 8 bit gets a sub-level change in whole levels
+        # (video.add_in_whole_levels), dithered over time: the rounding residual per 8x8
+        # tile, carried from chunk to chunk. Decided in plan() from the change's size.
+        self._whole_levels = False
         self._residual: np.ndarray | None = None  # [H, W, 3] levels
         self._next_frame = 0  # whole-level changes need the chunks in order
 
@@ -366,6 +375,8 @@ class PulseEditor:
         box_reader = box_mean, np.concatenate(self._box_share)
         amplitude, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader)
         delta = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA)
+        green_levels = _peak_green_levels(delta, colours, cell_weights)
+        self._whole_levels = self.codec["quantize"] == "truncate" and green_levels < WHOLE_LEVEL_BELOW
 
         gh, gw = self.grid
         self._plan = _Plan(delta=delta.reshape(n_frames, gh, gw, 3).astype(np.float32), info={})
@@ -381,6 +392,8 @@ class PulseEditor:
             "robust_to": self.robust_to,
             "codec_gain_rgb": [float(g) for g in codec_gain],
             "codec": dict(self.codec) if self.robust_to == "h264" else None,
+            "change_green_levels": green_levels,
+            "whole_levels": self._whole_levels,
             "colour_direction_rgb": [float(c) for c in BLOOD_VOLUME_DIRECTION],
             "grid": list(self.grid),
             "valid_cells": int(valid.sum()),
@@ -560,6 +573,14 @@ def _reader_box(box, shape) -> tuple[int, int, int, int]:
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, READER_BOX_SCALE * max(x1 - x0, y1 - y0) / 2
     h, w = shape[:2]
     return (max(0, int(cx - half)), max(0, int(cy - half)), min(w, int(cx + half)), min(h, int(cy + half)))
+
+
+def _peak_green_levels(delta: np.ndarray, colours: np.ndarray, weights: np.ndarray) -> float:
+    """Peak green change in 8-bit grey levels: sqrt(2) x its RMS over frames and skin cells,
+    weighted as the face mean weighs them. delta [T,K,3] relative, colours [T,K,3] 0..1,
+    weights [T,K]."""
+    levels = delta[..., 1] * colours[..., 1] * 255.0
+    return float(np.sqrt(2.0 * np.sum(weights * levels**2) / max(float(weights.sum()), 1e-12)))
 
 
 def _mask_boxes(face_mask: np.ndarray, threshold: float = 0.05) -> np.ndarray:

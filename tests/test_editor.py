@@ -17,6 +17,13 @@ def clip():
     return synth_subject(duration_s=12.0, fps=FPS, hr_bpm=68.0, size=(200, 260), seed=4, pulse_amplitude=0.004)
 
 
+@pytest.fixture(scope="module")
+def very_dark_clip():
+    """Monk tone 10: face skin ~32 grey levels, a 1 % change is a third of a level."""
+    return synth_subject(duration_s=12.0, fps=FPS, hr_bpm=68.0, size=(200, 260), seed=0, pulse_amplitude=0.004,
+                         skin_tone=10)
+
+
 def read_all(frames, mask):
     rgb = rppg.extract_rgb(frames, mask)
     return {name: fn(rgb, FPS) for name, fn in rppg.ESTIMATORS.items()}
@@ -168,12 +175,11 @@ def test_edit_survives_h264_on_dark_skin(clip):
 
 
 @pytest.mark.parametrize("target", [55.0, 100.0])
-def test_edit_survives_savevideo_truncation_on_very_dark_skin(target):
-    """Monk tone 10 (skin ~32 grey levels): the change is under a level in every channel,
-    which truncation would turn into a plain brightness step (the colour-model readers then
-    read the subject's own 68 bpm); made in whole levels, it is kept as it is."""
-    dark = synth_subject(duration_s=12.0, fps=FPS, hr_bpm=68.0, size=(200, 260), seed=0, pulse_amplitude=0.004,
-                         skin_tone=10)
+def test_edit_survives_savevideo_truncation_on_very_dark_skin(very_dark_clip, target):
+    """Monk tone 10: the change is under a level in every channel, which truncation would
+    turn into a plain brightness step (the colour-model readers then read the subject's own
+    68 bpm); made in whole levels, it is kept as it is."""
+    dark = very_dark_clip
     res = editor.edit_pulse(dark.frames, FPS, target, face_mask=dark.skin_mask, robust_to="h264",
                             codec_quantize="truncate")
     steps = res.frames.astype(np.float64) * 255 - np.rint(dark.frames * 255)
@@ -183,14 +189,18 @@ def test_edit_survives_savevideo_truncation_on_very_dark_skin(target):
         assert abs(estimate_hr(pulse, FPS) - target) <= 3.0, name
 
 
-def test_whole_level_edits_take_the_chunks_in_order(clip):
+def test_whole_levels_only_for_a_sub_level_change_and_then_chunks_in_order(clip, very_dark_clip):
+    light = editor.edit_pulse(clip.frames[:150], FPS, 90, face_mask=clip.skin_mask[:150], robust_to="h264",
+                              codec_quantize="truncate")
+    assert light.info["change_green_levels"] > editor.WHOLE_LEVEL_BELOW and not light.info["whole_levels"]
+    dark = very_dark_clip
     ed = editor.PulseEditor(FPS, "edit", target=90, robust_to="lossless", codec_quantize="truncate")
-    frames, mask = clip.frames[:150], clip.skin_mask[:150]
-    ed.observe(frames, mask)
-    ed.plan()
-    ed.apply(frames[:50], mask[:50], 0)
+    ed.observe(dark.frames, dark.skin_mask)
+    info = ed.plan()
+    assert info["change_green_levels"] < editor.WHOLE_LEVEL_BELOW and info["whole_levels"]
+    ed.apply(dark.frames[:50], dark.skin_mask[:50], 0)
     with pytest.raises(InputError, match="in order"):
-        ed.apply(frames[100:], mask[100:], 100)
+        ed.apply(dark.frames[100:], dark.skin_mask[100:], 100)
 
 
 def test_codec_compensation_is_measured_only_for_h264(clip):
@@ -203,18 +213,21 @@ def test_codec_compensation_is_measured_only_for_h264(clip):
 
 
 @pytest.mark.parametrize("quantize", ["dither", "truncate"])
-def test_streaming_equals_whole_clip_and_is_deterministic(clip, quantize):
-    whole = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7, codec_quantize=quantize).frames
+def test_streaming_equals_whole_clip_and_is_deterministic(clip, very_dark_clip, quantize):
+    subject = clip if quantize == "dither" else very_dark_clip  # truncate: made in whole levels
+    frames, mask = subject.frames, subject.skin_mask
+    whole = editor.edit_pulse(frames, FPS, 90, face_mask=mask, seed=7, codec_quantize=quantize)
+    assert whole.info["whole_levels"] == (quantize == "truncate")
     ed = editor.PulseEditor(FPS, "edit", target=90, seed=7, codec_quantize=quantize)
-    chunks = [(s, min(s + 100, len(clip.frames))) for s in range(0, len(clip.frames), 100)]
+    chunks = [(s, min(s + 100, len(frames))) for s in range(0, len(frames), 100)]
     for a, b in chunks:
-        ed.observe(clip.frames[a:b], clip.skin_mask[a:b])
+        ed.observe(frames[a:b], mask[a:b])
     assert ed._gain_future is not None  # the codec measurement started once its 4 s sample was in
     ed.plan()
-    streamed = np.concatenate([ed.apply(clip.frames[a:b], clip.skin_mask[a:b], a) for a, b in chunks])
-    np.testing.assert_array_equal(streamed, whole)
-    again = editor.edit_pulse(clip.frames, FPS, 90, face_mask=clip.skin_mask, seed=7, codec_quantize=quantize).frames
-    np.testing.assert_array_equal(again, whole)
+    streamed = np.concatenate([ed.apply(frames[a:b], mask[a:b], a) for a, b in chunks])
+    np.testing.assert_array_equal(streamed, whole.frames)
+    again = editor.edit_pulse(frames, FPS, 90, face_mask=mask, seed=7, codec_quantize=quantize).frames
+    np.testing.assert_array_equal(again, whole.frames)
 
 
 def test_bad_inputs_are_explained(clip):
