@@ -53,20 +53,29 @@ def _load_video(w: Workflow, x: float, y: float):
     return comps
 
 
-def _save_core(w: Workflow, x: float, y: float, images, fps, prefix: str):
-    """Pre-quantise -> Create Video -> core Save Video (so the edit survives truncation)."""
-    pre = w.add("PhysioLatentPreQuantize", (x, y))
-    w.link(images[0], images[1], pre, "images")
+def _save_core(w: Workflow, x: float, y: float, images, fps, prefix: str, prequantize: bool = False):
+    """[Pre-quantise ->] Create Video -> core Save Video. *Pulse Edit* / *Pulse Remove* with
+    robust_to h264 already make their change for core SaveVideo's truncation (whole levels
+    where it is under a level), and Pre-quantise after them measured slightly worse on light
+    skin (BENCHMARKS run U); other frames (the network's) get Pre-quantise."""
+    if prequantize:
+        pre = w.add("PhysioLatentPreQuantize", (x, y))
+        w.link(images[0], images[1], pre, "images")
+        images = (pre, "images")
     create = w.add("CreateVideo", (x, y + 160))
-    w.link(pre, "images", create, "images")
+    w.link(images[0], images[1], create, "images")
     w.link(fps[0], fps[1], create, "fps")
     save = w.add("SaveVideo", (x, y + 320), filename_prefix=prefix)
     w.link(create, "VIDEO", save, "video")
 
 
 NOTE_SAVE = ("**Saving.** The edit is a sub-1 % colour change. *Save Video (pulse-safe)* writes a "
-             "dithered H.264 (crf 18) or lossless FFV1 file. If you use core *Save Video*, keep "
-             "*Pre-quantise for SaveVideo* right before *Create Video*, or 8-bit truncation eats the pulse.")
+             "dithered H.264 (crf 18) or lossless FFV1 file. Core *Save Video* (8-bit truncation, crf 23) "
+             "keeps it too when *Pulse Edit* / *Pulse Remove* use robust_to **h264** and nothing changes "
+             "the frames in between.")
+NOTE_SAVE_NETWORK = ("**Saving.** The edit is a sub-1 % colour change. *Save Video (pulse-safe)* writes a "
+                     "dithered H.264 (crf 18) or lossless FFV1 file. If you use core *Save Video*, keep "
+                     "*Pre-quantise for SaveVideo* right before *Create Video*, or 8-bit truncation eats the pulse.")
 
 
 def synthetic_edit_verify(info) -> dict:
@@ -155,7 +164,7 @@ def paper_pipeline(info) -> dict:
            "- `ComfyUI/models/text_encoders/clip_l.safetensors`: CLIP-L text encoder (*Load CLIP*, type "
            "`stable_diffusion`); or delete *Load CLIP* to use the numeric HR condition\n\n"
            "Upload a face video, set **target_hr_bpm** in *Heart-Rate Prompt* (the paper trains 60-120) and "
-           "queue. A GPU is strongly advised.\n\n" + NOTE_SAVE, size=(620, 440))
+           "queue. A GPU is strongly advised.\n\n" + NOTE_SAVE_NETWORK, size=(620, 440))
     comps = _load_video(w, 0, 0)
     crop = w.add("PhysioLatentFaceCrop", (COL, 0), size=256)
     w.link(comps, "images", crop, "images")
@@ -188,7 +197,7 @@ def paper_pipeline(info) -> dict:
     w.link(crop, "mask", comp, "mask")
     _verify_tail(w, 4 * COL, -420, (comps, "images"), (comps, "fps"), title="Before")
     _verify_tail(w, 4 * COL, 200, (comp, "images"), (comps, "fps"), reference=(comps, "images"), target=90.0)
-    _save_core(w, 3 * COL, 520, (comp, "images"), (comps, "fps"), "PhysioLatent/network_90bpm")
+    _save_core(w, 3 * COL, 520, (comp, "images"), (comps, "fps"), "PhysioLatent/network_90bpm", prequantize=True)
     return w.to_json()
 
 
@@ -239,11 +248,9 @@ def wan_t2v_then_edit(info) -> dict:
     w.link(est, "report", rep, "source")
     plot = w.add("PreviewImage", (5 * COL, 300), title="Pulse plot (After)")
     w.link(est, "plot", plot, "images")
-    pre = w.add("PhysioLatentPreQuantize", (3 * COL, 420))
-    w.link(edit, "images", pre, "images")
-    create = w.add("CreateVideo", (3 * COL, 580), fps=24.0)
-    w.link(pre, "images", create, "images")
-    save = w.add("SaveVideo", (3 * COL, 740), filename_prefix="PhysioLatent/wan_80bpm")
+    create = w.add("CreateVideo", (3 * COL, 420), fps=24.0)
+    w.link(edit, "images", create, "images")
+    save = w.add("SaveVideo", (3 * COL, 580), filename_prefix="PhysioLatent/wan_80bpm")
     w.link(create, "VIDEO", save, "video")
     return w.to_json()
 

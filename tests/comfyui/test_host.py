@@ -7,7 +7,7 @@ directory whose custom_nodes/ links to this repo, converts each workflows/*.json
 API format with the server's own /object_info, queues it and checks the results:
 
 * synthetic_edit_verify: runs; the edited clip reads the 100 bpm target, and so does the
-  file core SaveVideo wrote (after Pre-quantise) when read back;
+  file core SaveVideo wrote (truncation, crf 23) when read back;
 * training_free_edit / hr_removal / verify_video: run on a face video (the public
   ../shared/data/evm_face.mp4 when present, else a rendered synthetic clip);
 * paper_pipeline: runs with a tiny random VAE + adapter in models/ (plumbing, not quality);
@@ -244,7 +244,7 @@ def test_synthetic_edit_verify(host):
     assert abs(reported_hr(entry, before) - 72.0) <= 3.0
     files = saved_files(entry, host)
     assert len(files) == 2 and all(f.is_file() and f.stat().st_size > 1000 for f in files)
-    # Read back what core SaveVideo wrote (Pre-quantise -> CreateVideo -> SaveVideo) and
+    # Read back what core SaveVideo wrote (Pulse Edit -> CreateVideo -> SaveVideo) and
     # the pulse-safe file; both must still show the 100 bpm target.
     clip = synth_subject(duration_s=10.0, fps=30.0, hr_bpm=72.0, size=(240, 320), seed=0)
     for f in files:
