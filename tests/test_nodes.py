@@ -124,6 +124,23 @@ def test_pulse_edit_sets_the_target_rate(clip):
     assert_image(plot, frames=1)
 
 
+def test_pulse_edit_makes_a_sub_level_change_in_whole_levels_for_core_savevideo(clip):
+    """On very dark skin the change is under a grey level: the node (made for core
+    SaveVideo's truncation) steps whole levels, which `(x*255).byte()` keeps; on the light
+    clip it leaves the float change as it is."""
+    images, fps, _hr, mask = clip
+    dark, _, _, dark_mask = run("PhysioLatentSyntheticSubject", duration_s=8.0, fps=FPS, hr_bpm=TRUE_HR,
+                                width=160, height=128, seed=0, skin_tone="10")
+    edited, info = run("PhysioLatentPulseEdit", images=dark, fps=fps, target_hr_bpm=100.0, robust_to="h264",
+                       seed=0, mask=dark_mask)
+    assert json.loads(info)["whole_levels"] is True
+    steps = (edited.double() - dark.double()) * 255
+    assert float((steps - steps.round()).abs().max()) < 2e-3 and float(steps.abs().max()) >= 1.0
+    _, info = run("PhysioLatentPulseEdit", images=images, fps=fps, target_hr_bpm=100.0, robust_to="h264",
+                  seed=0, mask=mask)
+    assert json.loads(info)["whole_levels"] is False
+
+
 def test_pulse_edit_trajectory_and_its_errors(clip):
     images, fps, _hr, mask = clip
     edited, info = run("PhysioLatentPulseEdit", images=images, fps=fps, target_hr_bpm=90.0, robust_to="lossless",
