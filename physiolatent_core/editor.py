@@ -86,7 +86,7 @@ _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 # not a blood-volume colour change. Green carries the largest change in grey levels (skin
 # reflects it less, but the pulse is strongest there), so when its peak change is below one
 # level, the edit for a truncated output is made in whole levels (dark skin, dim video);
-# above it, truncation keeps the colour and plain float frames survive it better (run T).
+# above it, truncation keeps the colour and plain float frames survive it better (runs T, U).
 WHOLE_LEVEL_BELOW = 1.0
 
 # Seconds of the clip's start (at least) that are kept (face region, uint8) to measure the codec on.
@@ -200,7 +200,7 @@ class PulseEditor:
         # (video.add_in_whole_levels), dithered over time: the rounding residual per 8x8
         # tile, carried from chunk to chunk. Decided in plan() from the change's size.
         self._whole_levels = False
-        self._residual: np.ndarray | None = None  # [H, W, 3] levels
+        self._residual: np.ndarray | None = None  # [ceil(H/8), ceil(W/8), 3] levels, per tile
         self._next_frame = 0  # whole-level changes need the chunks in order
 
     # ---------------------------------------------------------------- pass 1
