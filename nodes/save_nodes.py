@@ -2,7 +2,9 @@
 
 The edited pulse is 0.1-1 % of the pixel value, often below one 8-bit level. Core
 SaveVideo converts with ``(frame*255).clamp(0,255).byte()`` (truncation, i.e. a
--0.5 level bias and no dithering) and then libx264 crf 23 yuv420p. Two remedies:
+-0.5 level bias and no dithering) and then libx264 crf 23 yuv420p. Pulse Edit and Pulse
+Remove make their change for that path themselves (whole levels where it is under one,
+``editor.WHOLE_LEVEL_BELOW``). For other frames, two remedies:
 
 * Save Video (pulse-safe): writes with physiolatent_core.video (temporal dithering,
   crf of your choice, or FFV1 lossless .mkv) into ComfyUI's output folder.
@@ -85,7 +87,8 @@ class SaveVideoPulseSafe:
 class PreQuantizeForSaveVideo:
     DESCRIPTION = ("Makes frames survive core SaveVideo's 8-bit truncation: dithers each pixel to a level "
                    "k/255 over time and adds half a level, so (frame*255).byte() gives exactly k. "
-                   "Put it right before Create Video.")
+                   "Put it right before Create Video, for frames that do not come straight from Pulse Edit / "
+                   "Pulse Remove (those already make their change for truncation).")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
