@@ -55,7 +55,7 @@ from typing import Callable, Iterable, Iterator
 import av
 import cv2
 import numpy as np
-from einops import reduce, repeat
+from einops import repeat
 
 from .errors import InputError, VideoError
 
@@ -494,21 +494,24 @@ def add_in_whole_levels(frame: np.ndarray, box: tuple[int, int, int, int], chang
     x0, y0, x1, y1 = box
     tx0, ty0 = x0 // tile, y0 // tile
     tx1, ty1 = -(-x1 // tile), -(-y1 // tile)
-    padded = np.zeros(((ty1 - ty0) * tile, (tx1 - tx0) * tile, 3), np.float32)
-    steps_on = np.zeros(padded.shape[:2], bool)
+    th, tw = ty1 - ty0, tx1 - tx0
+    padded = np.zeros((th * tile, tw * tile, 3), np.float32)
+    steps_on = np.zeros(padded.shape[:2], np.float32)
     oy, ox = y0 - ty0 * tile, x0 - tx0 * tile
-    on = weight > 0.5
-    steps_on[oy : oy + y1 - y0, ox : ox + x1 - x0] = on
+    steps_on[oy : oy + y1 - y0, ox : ox + x1 - x0] = weight > 0.5
     padded[oy : oy + y1 - y0, ox : ox + x1 - x0] = change
-    tiles = "(ty a) (tx b) c -> ty tx c"
-    n_on = reduce(steps_on.astype(np.float32)[..., None], tiles, "sum", a=tile, b=tile)
-    wanted = reduce(padded, tiles, "sum", a=tile, b=tile) * np.float32(255) / np.maximum(n_on, 1.0)
+    # Tile sums from OpenCV's area resize by a whole factor (a mean; ~5x faster than numpy's sum).
+    area = np.float32(tile * tile)
+    n_on = np.rint(cv2.resize(steps_on, (tw, th), interpolation=cv2.INTER_AREA).reshape(th, tw, 1) * area)
+    wanted = cv2.resize(padded, (tw, th), interpolation=cv2.INTER_AREA).reshape(th, tw, 3)
+    wanted *= area * np.float32(255) / np.maximum(n_on, np.float32(1))
     tile_residual = residual[ty0:ty1, tx0:tx1]
     wanted += tile_residual
-    steps = np.where(n_on > 0, np.rint(wanted), 0.0).astype(np.float32)
+    steps = np.where(n_on > 0, np.rint(wanted), np.float32(0)).astype(np.float32)
     np.copyto(tile_residual, wanted - steps, where=n_on > 0)
     steps[steps != 0] += np.float32(WHOLE_LEVEL_MARGIN)
-    per_pixel = repeat(steps / np.float32(255), "ty tx c -> (ty a) (tx b) c", a=tile, b=tile)
+    steps /= np.float32(255)
+    per_pixel = cv2.resize(steps, (tw * tile, th * tile), interpolation=cv2.INTER_NEAREST).reshape(padded.shape)
     per_pixel *= steps_on[..., None]
     h, w = frame.shape[:2]
     target = frame[ty0 * tile : ty1 * tile, tx0 * tile : tx1 * tile]
