@@ -12,7 +12,9 @@ the heart rate back with POS and CHROM inside the face mask:
     pulse-safe mp4   Save Video (pulse-safe): temporal dither, libx264 crf 18
     pulse-safe mkv   Save Video (pulse-safe): temporal dither, FFV1 lossless
 
-Clips: the synthetic subject (10 s, 30 fps, 72 bpm) and, when present, the public
+The editor gets the nodes' settings (*Pulse Edit*: the codec measured on core SaveVideo's
+path, truncation + crf 23). Clips: the synthetic subject (10 s, 30 fps, 72 bpm), the same
+subject darkened to Monk Skin Tone 10 and, when present, the public
 ../shared/data/evm_face.mp4 (10 s, 53 bpm).
 """
 
@@ -54,6 +56,8 @@ def clips(video: str | None):
 
     c = synth_subject(duration_s=10.0, fps=30.0, hr_bpm=72.0, size=(240, 320), seed=0)
     yield "synthetic 72 bpm", c.frames, c.fps
+    c = synth_subject(duration_s=10.0, fps=30.0, hr_bpm=72.0, size=(240, 320), seed=0, skin_tone=10)
+    yield "synthetic 72 bpm, Monk tone 10", c.frames, c.fps
     path = Path(video) if video else REPO.parent / "shared" / "data" / "evm_face.mp4"
     if path.is_file():
         frames, fps = read_video(path, max_frames=300)
@@ -71,7 +75,8 @@ def main() -> None:
         mask, _track = face_mask(frames, fps)
         for robust in ("h264", "lossless"):
             t = time.time()
-            edited = edit_pulse(frames, fps, args.target, face_mask=mask, robust_to=robust, seed=0).frames
+            edited = edit_pulse(frames, fps, args.target, face_mask=mask, robust_to=robust, seed=0,
+                                codec_crf=23, codec_quantize="truncate").frames  # as the nodes set it
             for label, path in PATHS.items():
                 r = read_hr(path(edited, fps), fps, mask, args.target)
                 print(f"| {name} | {robust} | {label} | {r['pos'][0]:.1f} | {r['chrom'][0]:.1f} | {r['pos'][1]:.1f} |")
