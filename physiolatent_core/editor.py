@@ -81,6 +81,7 @@ MIN_DURATION_S = 4.0
 # sidebands of breathing (0.1-0.4 Hz) and of heart-rate variability.
 OWN_BANDWIDTH_HZ = 0.45
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
+OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face's (BENCHMARKS run U)
 # Truncation to 8 bit (core SaveVideo) turns a change smaller than a grey level in every
 # channel into a whole level down or nothing, the same in R, G and B: a brightness flicker,
 # not a blood-volume colour change. Green carries the largest change in grey levels (skin
@@ -330,6 +331,11 @@ class PulseEditor:
             envelope = _demodulate(face_norm, harmonic * phase, self.fps, cutoff_hz=OWN_BANDWIDTH_HZ)
             face_own += np.real(envelope * np.exp(1j * harmonic * phase)[:, None])
         cell_gain = _local_regression(norm, face_own[:, None, :], self.fps)  # [T,K,3]
+        if self.robust_to == "lossless":
+            # A cell's blood-volume pulse is in phase with the face's and at most a few times it;
+            # larger or antiphase shares follow motion (talking, brows), whose removal costs
+            # PSNR. H.264 outputs keep them: removing that motion too read better after the codec.
+            np.clip(cell_gain, 0.0, OWN_SHARE_MAX, out=cell_gain)
         # Scale the gains so the removed pulse, pooled as estimators pool, is exactly face_own.
         pooled_gain = np.einsum("tkc,tkc->tc", pooling, cell_gain)
         cell_gain /= np.where(pooled_gain > 0.2, pooled_gain, 1.0)[:, None, :]
