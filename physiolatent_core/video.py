@@ -547,7 +547,7 @@ def quantize_to_uint8(frames, method: str = "dither", state: DitherState | None 
     return out.reshape(frames.shape)
 
 
-def prequantize_for_truncation(frames, seed: int = 0, state: DitherState | None = None) -> np.ndarray:
+def prequantize_for_truncation(frames, seed: int = 0) -> np.ndarray:
     """float [T, ...] → float32 on (k + 0.5)/255, k the temporally dithered 8-bit level.
 
     For frames that a saver will truncate (ComfyUI's core SaveVideo: ``(x*255).byte()``):
@@ -556,7 +556,7 @@ def prequantize_for_truncation(frames, seed: int = 0, state: DitherState | None 
     (truncation turns a small negative change into a whole level down and a positive one
     into nothing). k = 255 is clamped to 1.0, which truncates to 255.
     """
-    k = quantize_to_uint8(frames, method="dither", state=state, seed=seed).astype(np.float32)
+    k = quantize_to_uint8(frames, method="dither", seed=seed).astype(np.float32)
     return np.minimum((k + np.float32(0.5)) / np.float32(255), np.float32(1.0))
 
 
