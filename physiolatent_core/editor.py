@@ -66,6 +66,13 @@ AMPLITUDE_FOR = {"lossless": 0.0035, "h264": 0.012}
 # steps of STRENGTH_STEP up to this (the lossless ceiling is the H.264 default).
 AMPLITUDE_MAX_FOR = {"lossless": 0.012, "h264": 0.018}
 STRENGTH_STEP = 1.5
+# Lossless outputs promise fidelity: the PSNR of the edited 8-bit file over whole frames is
+# kept at least this (the foundation issue's acceptance). Predicted in ``plan`` from the
+# pooled colours; within it the strength is raised and, for an edit, as much of the own
+# pulse removed as fits (talking heads' facial motion in the pulse band costs the most).
+# H.264 outputs have no floor: the codec, not fidelity, is their limit.
+MIN_PSNR_DB_FOR = {"lossless": 52.0, "h264": None}
+REMOVAL_FRACTIONS = np.linspace(1.0, 0.0, 11)  # tried in this order, the most that fits
 # A predicted reading counts as right within this many bpm (the acceptance allows 3):
 # of a constant target over the whole clip, of a changing one averaged over 6 s windows.
 PREDICT_TOLERANCE_BPM = {"constant": 1.5, "changing": 2.0}
@@ -129,6 +136,11 @@ class PulseEditor:
         grid: (rows, cols) of the pooling grid over the face box.
         band_bpm: physiological HR band searched for the subject's own pulse.
         seed: seeds the target's heart-rate variability and the chaff.
+        min_psnr_db: fidelity floor of an edit (``MIN_PSNR_DB_FOR`` the path's default when
+            None; 0 switches it off): strength raises and the own pulse's removal stop
+            where the predicted PSNR of the 8-bit output would fall below it
+            (``info["predicted_psnr_db"]``, ``info["own_removed_fraction"]``). The base
+            amplitude is kept even where it alone exceeds the floor (a close-up face).
         codec_crf, codec_quantize, codec_preset: the H.264 output path that
             ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
             it (``"dither"`` as our writer, ``"truncate"`` as ComfyUI's core SaveVideo)
@@ -149,6 +161,7 @@ class PulseEditor:
         grid: tuple[int, int] = (6, 6),
         band_bpm: tuple[float, float] = (40.0, 180.0),
         seed: int = 0,
+        min_psnr_db: float | None = None,
         codec_crf: int = 23,
         codec_quantize: str = "dither",
         codec_preset: str = "medium",
@@ -173,6 +186,7 @@ class PulseEditor:
         self.grid = (int(grid[0]), int(grid[1]))
         self.band_bpm = band_bpm
         self.seed = seed
+        self.min_psnr_db = MIN_PSNR_DB_FOR[robust_to] if min_psnr_db is None else float(min_psnr_db) or None
         if codec_quantize not in ("dither", "truncate"):
             raise InputError(f"codec_quantize must be 'dither' or 'truncate', got {codec_quantize!r}.")
         # H.264 keeps a colour change differently at different rates (its frame types and
@@ -196,6 +210,8 @@ class PulseEditor:
         self._boxes: list[np.ndarray] = []  # per chunk [t, 4] int
         self._box_mean: list[np.ndarray] = []  # per chunk [t, 3]: mean colour of the face box reader
         self._box_share: list[np.ndarray] = []  # per chunk [t, K]: pixels a cell's correction reaches / box pixels
+        self._applied_px: list[np.ndarray] = []  # per chunk [t, K]: sum of the apply weight over a cell's pixels
+        self._frame_pixels = 0
         self._plan: _Plan | None = None
         # An output truncated to 8 bit gets a sub-level change in whole levels
         # (video.add_in_whole_levels), dithered over time: the rounding residual per 8x8
@@ -215,6 +231,8 @@ class PulseEditor:
         reach = np.zeros((len(frames), gh * gw), np.float64)
         box_mean = np.zeros((len(frames), 3), np.float64)
         box_share = np.zeros((len(frames), gh * gw), np.float64)
+        applied_px = np.zeros((len(frames), gh * gw), np.float64)
+        self._frame_pixels = frames.shape[1] * frames.shape[2]
         for i, (frame, mask, (x0, y0, x1, y1)) in enumerate(zip(frames, face_mask, boxes)):
             if x1 - x0 < gw or y1 - y0 < gh:
                 continue  # no face in this frame: weights stay 0
@@ -232,12 +250,14 @@ class PulseEditor:
             area = (rx1 - rx0) * (ry1 - ry0)
             box_mean[i] = np.asarray(cv2.sumElems(frame[ry0:ry1, rx0:rx1])[:3]) / area
             cell_area = (x1 - x0) * (y1 - y0) / (gh * gw)
-            box_share[i] = cv2.resize(applied, (gw, gh), interpolation=cv2.INTER_AREA).reshape(-1) * cell_area / area
+            applied_px[i] = cv2.resize(applied, (gw, gh), interpolation=cv2.INTER_AREA).reshape(-1) * cell_area
+            box_share[i] = applied_px[i] / area
         self._colours.append(colours)
         self._weights.append(weights)
         self._reach.append(reach)
         self._box_mean.append(box_mean)
         self._box_share.append(box_share)
+        self._applied_px.append(applied_px)
         self._boxes.append(boxes)
         if self.robust_to == "h264":
             self._keep_sample(frames, face_mask)
@@ -379,8 +399,11 @@ class PulseEditor:
         reach = np.minimum(reach, 3.0)[None, :, None]
         box_mean = fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
         box_reader = box_mean, np.concatenate(self._box_share)
-        amplitude, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader)
-        delta = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA)
+        applied_px = np.concatenate(self._applied_px)
+        fidelity = lambda change: _predicted_psnr_db(change, colours, applied_px, self._frame_pixels)  # noqa: E731
+        amplitude, removal, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr,
+                                                     box_reader, fidelity)
+        delta = np.clip((amplitude * unit - removal * own) * reach, -_MAX_DELTA, _MAX_DELTA)
         green_levels = _peak_green_levels(delta, colours, cell_weights)
         self._whole_levels = self.codec["quantize"] == "truncate" and green_levels < WHOLE_LEVEL_BELOW
 
@@ -395,6 +418,9 @@ class PulseEditor:
             "injected_rms": amplitude,
             "injected_rms_base": self.amplitude,
             "predicted_misreads": misread,
+            "own_removed_fraction": removal,
+            "predicted_psnr_db": fidelity(delta),
+            "min_psnr_db": self.min_psnr_db,
             "robust_to": self.robust_to,
             "codec_gain_rgb": [float(g) for g in codec_gain],
             "codec": dict(self.codec) if self.robust_to == "h264" else None,
@@ -411,8 +437,9 @@ class PulseEditor:
         self._plan.info = info
         return info
 
-    def _strength(self, colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader):
-        """The injected amplitude, and the estimators predicted to misread it (None: not checked).
+    def _strength(self, colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader, fidelity):
+        """The injected amplitude, the fraction of the own pulse removed, and the estimators
+        predicted to misread (None: not checked).
 
         The mean skin colour that estimators see is the weight-averaged cell colour, so the
         edited one can be predicted from the pooled colours: ``colours * (1 + change)``.
@@ -424,23 +451,41 @@ class PulseEditor:
         nothing would only cost fidelity). The same estimators also read the face box
         (``box_reader``: its mean colour [T,3] and each cell's share of its pixels [T,K]),
         whose hair, background and unmasked skin keep the clip's own colour changes.
+        Under a fidelity floor (``min_psnr_db``, edits only) each amplitude removes the
+        largest fraction of the own pulse (``REMOVAL_FRACTIONS``) whose change keeps the
+        predicted PSNR (``fidelity(change)``), and raising stops where none does.
         """
+        floor = self.min_psnr_db if self.mode == "edit" else None
+
+        def planned(amplitude, removal):
+            return np.clip((amplitude * unit - removal * own) * reach, -_MAX_DELTA, _MAX_DELTA)
+
+        def most_removal(amplitude):
+            if floor is None:
+                return 1.0
+            return next((float(r) for r in REMOVAL_FRACTIONS if fidelity(planned(amplitude, r)) >= floor), None)
+
         if injected_hr is None:
-            return self.amplitude, None
+            return self.amplitude, 1.0, None
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
         box_mean, box_share = box_reader
         best = None
         amplitude = self.amplitude
         while True:
-            change = np.clip((amplitude * unit - own) * reach, -_MAX_DELTA, _MAX_DELTA) / reach
+            removal = most_removal(amplitude)
+            if removal is None:  # over the floor even with the own pulse left as it is
+                if best is not None:
+                    return best
+                removal = 1.0  # the base edit is kept whole (info["predicted_psnr_db"] tells)
+            change = planned(amplitude, removal) / reach
             change += (codec_gain - 1.0) * amplitude * unit  # the path keeps codec_gain of the injected pulse
             colour_change = colours * change  # [T, K, 3]
             rgb = np.einsum("tk,tkc->tc", face_weights, colours + colour_change)
             box_rgb = box_mean + np.einsum("tk,tkc->tc", box_share, colour_change * reach)
             misread = _misreads(rgb, self.fps, injected_hr)
             misread += [f"{name} (face box)" for name in _misreads(box_rgb, self.fps, injected_hr)]
-            if best is None or len(misread) < len(best[1]):
-                best = (amplitude, misread)
+            if best is None or len(misread) < len(best[2]):
+                best = (amplitude, removal, misread)
             if not misread or amplitude >= self.max_amplitude * (1 - 1e-9):
                 return best
             amplitude = min(amplitude * STRENGTH_STEP, self.max_amplitude)
@@ -587,6 +632,21 @@ def _peak_green_levels(delta: np.ndarray, colours: np.ndarray, weights: np.ndarr
     weights [T,K]."""
     levels = delta[..., 1] * colours[..., 1] * 255.0
     return float(np.sqrt(2.0 * np.sum(weights * levels**2) / max(float(weights.sum()), 1e-12)))
+
+
+def _predicted_psnr_db(delta: np.ndarray, colours: np.ndarray, applied_px: np.ndarray, frame_pixels: int) -> float:
+    """PSNR over whole frames of an 8-bit output holding the relative change ``delta [T,K,3]``
+    of cells with mean colour ``colours [T,K,3]`` (0..1) over ``applied_px [T,K]`` pixels.
+
+    A change of x grey levels, dithered to whole levels, is floor(x) or ceil(x) in
+    proportion: a squared error of x^2 + f(1 - f) (f the fraction of x), so a sub-level
+    change costs about its size, not its square.
+    """
+    levels = np.abs(delta * colours) * 255.0
+    frac = levels - np.floor(levels)
+    squared = np.einsum("tk,tkc->", applied_px, levels**2 + frac * (1.0 - frac))
+    mse = squared / max(len(delta) * frame_pixels * 3, 1) / 255.0**2
+    return float(10.0 * np.log10(1.0 / mse)) if mse > 0 else float("inf")
 
 
 def _mask_boxes(face_mask: np.ndarray, threshold: float = 0.05) -> np.ndarray:
