@@ -81,6 +81,30 @@ _SWS_ACCURATE = 0x2 | 0x40000 | 0x2000
 _H264_DITHER_BLOCK = 8
 
 
+def _x264_options() -> dict[str, str]:
+    """x264 options that keep its output reproducible.
+
+    x264's AVX-512 code encodes identical frames differently from run to run at some frame
+    widths (measured with this package's libx264 on an AMD EPYC with AVX-512: a 260x200
+    clip gave a new file on every encode, 256x200 the same; limited to AVX2 every encode
+    was identical), and every measurement here (the codec gain, the edit it sets) must be
+    repeatable. On such CPUs x264 is given the instruction sets up to AVX2, all of which
+    an AVX-512 CPU has; elsewhere it chooses for itself.
+    """
+    global _X264_OPTIONS
+    if _X264_OPTIONS is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                avx512 = " avx512f" in f.read()
+        except OSError:  # not Linux: x264's own choice
+            avx512 = False
+        _X264_OPTIONS = {"x264-params": "asm=AVX2,FMA3,BMI2,LZCNT"} if avx512 else {}
+    return _X264_OPTIONS
+
+
+_X264_OPTIONS: dict[str, str] | None = None
+
+
 class TruncatedVideoWarning(UserWarning):
     """The file ended early: the frames before the damage were returned."""
 
@@ -710,7 +734,7 @@ class VideoWriter:
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.pix_fmt = "yuv420p"
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
-        self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._stream.options = {"crf": str(self.crf), "preset": self.preset, **_x264_options()}
         cc = self._stream.codec_context
         cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
         cc.color_range = 1  # limited (MPEG) range
