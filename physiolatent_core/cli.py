@@ -93,6 +93,11 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                        help="training-free: fixed RMS of the injected pulse as a fraction of the skin's green "
                             "value (e.g. 0.0035 = 0.35 %%); default: chosen for --robust-to and raised where "
                             "estimators would still misread the target (the report's injected_rms)")
+        p.add_argument("--min-psnr", type=float,
+                       help="training-free edit: fidelity floor in dB (PSNR of the output against the input "
+                            "over whole frames, predicted before writing); strength raises and the removal of "
+                            "the own pulse stop there. Default 52 for --robust-to lossless, none for h264; "
+                            "0 switches it off (the report's editor.predicted_psnr_db)")
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
@@ -426,14 +431,15 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
     fps = info.fps
     check_duration(info.num_frames, fps, min_duration_s=MIN_DURATION_S)
     if getattr(args, "method", "training-free") == "physiolatent":
-        if args.amplitude is not None:
-            raise InputError("--amplitude sets the training-free editor's strength; the network has none to set.")
+        if args.amplitude is not None or args.min_psnr is not None:
+            raise InputError("--amplitude and --min-psnr set the training-free editor's strength; the network has "
+                             "none to set.")
         editor = _NetworkEdit(args, input_path, fps, target, args.command)
     else:
         # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
         # measured against crf 23, what most H.264 re-encodes use.
         editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to,
-                             amplitude=args.amplitude, seed=args.seed, codec_crf=args.crf if kind == "h264" else 23,
+                             amplitude=args.amplitude, min_psnr_db=args.min_psnr, seed=args.seed, codec_crf=args.crf if kind == "h264" else 23,
                              codec_quantize="dither", codec_preset=args.preset)
     lap("probe")
 
@@ -788,7 +794,7 @@ def _demo(args, outputs: _Outputs) -> dict:
     edit_args = argparse.Namespace(
         command="edit", input=str(input_path), output=str(out_dir / names["edited"]), target_hr=str(target_hr),
         report=str(out_dir / names["report"]), figure=str(out_dir / names["figure"]), no_figure=False,
-        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, amplitude=None,
+        fps=None, crf=args.crf, preset=args.preset, no_verify=False, robust_to=None, amplitude=None, min_psnr=None,
         methods=args.methods, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet,
     )
     return _edit_or_remove(edit_args, outputs, true_hr_bpm=true_mean)

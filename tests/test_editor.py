@@ -77,6 +77,40 @@ def test_edit_is_invisible_and_local(clip):
     assert abs(estimate_hr(read_all(stored, clip.skin_mask)["pos"], FPS) - 100) <= 3.0
 
 
+def talking_skin(clip, rms=0.014):
+    """The clip with skin brightness changing in the pulse band (84-126 bpm), on 8-bit levels."""
+    from scipy import signal
+
+    band = signal.butter(2, [1.4, 2.1], btype="bandpass", fs=FPS, output="sos")
+    motion = signal.sosfiltfilt(band, np.random.default_rng(0).standard_normal(len(clip.frames)))
+    motion *= rms / motion.std()
+    frames = np.clip(clip.frames * (1.0 + motion[:, None, None, None] * clip.skin_mask[..., None]), 0, 1)
+    return video.quantize_to_uint8(frames, "round").astype(np.float32) / 255
+
+
+def test_lossless_edit_keeps_its_fidelity_floor(clip):
+    # The editor predicts the PSNR of the 8-bit file from the pooled colours; under a floor
+    # it raises the strength and removes the "own pulse" (here facial motion) only as far
+    # as the floor allows.
+    frames = talking_skin(clip, rms=0.02)
+
+    def stored_psnr(res):
+        return psnr(video.quantize_to_uint8(res.frames, method="dither").astype(np.float32) / 255, frames)
+
+    free = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless", min_psnr_db=0)
+    assert free.info["min_psnr_db"] is None and free.info["own_removed_fraction"] == 1.0
+    measured = stored_psnr(free)
+    assert abs(free.info["predicted_psnr_db"] - measured) < 1.0
+    floor = measured + 2.0
+    kept = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless", min_psnr_db=floor)
+    assert kept.info["predicted_psnr_db"] >= floor
+    assert stored_psnr(kept) >= floor - 0.5
+    assert kept.info["own_removed_fraction"] < 1.0
+    # The default floor is the lossless path's; H.264 outputs have none.
+    assert editor.PulseEditor(FPS, "edit", target=90, robust_to="lossless").min_psnr_db == 52.0
+    assert editor.PulseEditor(FPS, "edit", target=90, robust_to="h264").min_psnr_db is None
+
+
 def test_strength_rises_only_where_the_clip_would_outvote_the_pulse(clip):
     # A clean clip keeps the lossless amplitude (and its fidelity).
     res = editor.edit_pulse(clip.frames, FPS, 100, face_mask=clip.skin_mask, robust_to="lossless")
@@ -85,13 +119,7 @@ def test_strength_rises_only_where_the_clip_would_outvote_the_pulse(clip):
     # Skin brightness changing in the pulse band (1.4 % RMS, 84-126 bpm, like the facial
     # motion of a generated talking head) outvotes the lossless amplitude in GREEN; the
     # editor raises the amplitude until every estimator reads the target.
-    from scipy import signal
-
-    band = signal.butter(2, [1.4, 2.1], btype="bandpass", fs=FPS, output="sos")
-    motion = signal.sosfiltfilt(band, np.random.default_rng(0).standard_normal(len(clip.frames)))
-    motion *= 0.014 / motion.std()
-    frames = np.clip(clip.frames * (1.0 + motion[:, None, None, None] * clip.skin_mask[..., None]), 0, 1)
-    frames = frames.astype(np.float32)
+    frames = talking_skin(clip)
     base = editor.AMPLITUDE_FOR["lossless"]
     fixed = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless", amplitude=base)
     assert fixed.info["injected_rms"] == base  # an explicit amplitude is kept
