@@ -72,7 +72,11 @@ STRENGTH_STEP = 1.5
 # pulse removed as fits (talking heads' facial motion in the pulse band costs the most).
 # H.264 outputs have no floor: the codec, not fidelity, is their limit.
 MIN_PSNR_DB_FOR = {"lossless": 52.0, "h264": None}
-REMOVAL_FRACTIONS = np.linspace(1.0, 0.0, 11)  # tried in this order, the most that fits
+# Under the floor, ways to remove the own pulse, tried in this order until one fits:
+# (evenness, fraction). Evenness blends each cell's share of the face's own pulse toward
+# the same share everywhere (removal pooled over the face stays whole, and is cheapest
+# spread evenly: the large shares are facial motion); then less of it is removed.
+REMOVALS = [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0)] + [(1.0, float(f)) for f in np.linspace(0.9, 0.0, 10)]
 # A predicted reading counts as right within this many bpm (the acceptance allows 3):
 # of a constant target over the whole clip, of a changing one averaged over 6 s windows.
 PREDICT_TOLERANCE_BPM = {"constant": 1.5, "changing": 2.0}
@@ -139,7 +143,8 @@ class PulseEditor:
         min_psnr_db: fidelity floor of an edit (``MIN_PSNR_DB_FOR`` the path's default when
             None; 0 switches it off): strength raises and the own pulse's removal stop
             where the predicted PSNR of the 8-bit output would fall below it
-            (``info["predicted_psnr_db"]``, ``info["own_removed_fraction"]``). The base
+            (``info["predicted_psnr_db"]``; ``info["own_removal_evenness"]`` and
+            ``info["own_removed_fraction"]``: how it was removed, see ``REMOVALS``). The base
             amplitude is kept even where it alone exceeds the floor (a close-up face).
         codec_crf, codec_quantize, codec_preset: the H.264 output path that
             ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
@@ -356,10 +361,16 @@ class PulseEditor:
             # larger or antiphase shares follow motion (talking, brows), whose removal costs
             # PSNR. H.264 outputs keep them: removing that motion too read better after the codec.
             np.clip(cell_gain, 0.0, OWN_SHARE_MAX, out=cell_gain)
-        # Scale the gains so the removed pulse, pooled as estimators pool, is exactly face_own.
-        pooled_gain = np.einsum("tkc,tkc->tc", pooling, cell_gain)
-        cell_gain /= np.where(pooled_gain > 0.2, pooled_gain, 1.0)[:, None, :]
-        own = cell_gain * face_own[:, None, :]
+
+        def own_spread(evenness: float) -> np.ndarray:
+            """Own pulse per cell [T,K,3]: shares blended toward even by ``evenness``, then
+            scaled so the removed pulse, pooled as estimators pool, is exactly face_own."""
+            gain = cell_gain if evenness == 0 else (1.0 - evenness) * cell_gain + evenness
+            pooled_gain = np.einsum("tkc,tkc->tc", pooling, gain)
+            gain = gain / np.where(pooled_gain > 0.2, pooled_gain, 1.0)[:, None, :]
+            return gain * face_own[:, None, :] * valid[None, :, None]
+
+        own = own_spread(0.0)
         amp_g = np.sqrt(np.mean(own[..., 1] ** 2, axis=0))
         amp_map = _amplitude_map(amp_g, valid, face_weights)
 
@@ -395,15 +406,15 @@ class PulseEditor:
         # differently (cells differ in colour); rescale so the face mean moves along `colour`.
         pooled_map = np.einsum("tkc,k->tc", pooling, amp_map)
         unit *= (pooled_map[:, 1:2] / np.maximum(pooled_map, 1e-6))[:, None, :]
-        own = own * valid[None, :, None]
         reach = np.minimum(reach, 3.0)[None, :, None]
         box_mean = fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
         box_reader = box_mean, np.concatenate(self._box_share)
         applied_px = np.concatenate(self._applied_px)
         fidelity = lambda change: _predicted_psnr_db(change, colours, applied_px, self._frame_pixels)  # noqa: E731
-        amplitude, removal, misread = self._strength(colours, weights, unit, own, reach, codec_gain, injected_hr,
-                                                     box_reader, fidelity)
-        delta = np.clip((amplitude * unit - removal * own) * reach, -_MAX_DELTA, _MAX_DELTA)
+        amplitude, (evenness, removal), misread = self._strength(colours, weights, unit, own_spread, reach,
+                                                                 codec_gain, injected_hr, box_reader, fidelity)
+        removed = own_spread(evenness) if evenness else own
+        delta = np.clip((amplitude * unit - removal * removed) * reach, -_MAX_DELTA, _MAX_DELTA)
         green_levels = _peak_green_levels(delta, colours, cell_weights)
         self._whole_levels = self.codec["quantize"] == "truncate" and green_levels < WHOLE_LEVEL_BELOW
 
@@ -419,6 +430,7 @@ class PulseEditor:
             "injected_rms_base": self.amplitude,
             "predicted_misreads": misread,
             "own_removed_fraction": removal,
+            "own_removal_evenness": evenness,
             "predicted_psnr_db": fidelity(delta),
             "min_psnr_db": self.min_psnr_db,
             "robust_to": self.robust_to,
@@ -437,9 +449,9 @@ class PulseEditor:
         self._plan.info = info
         return info
 
-    def _strength(self, colours, weights, unit, own, reach, codec_gain, injected_hr, box_reader, fidelity):
-        """The injected amplitude, the fraction of the own pulse removed, and the estimators
-        predicted to misread (None: not checked).
+    def _strength(self, colours, weights, unit, own_spread, reach, codec_gain, injected_hr, box_reader, fidelity):
+        """The injected amplitude, how the own pulse is removed (evenness, fraction; see
+        ``REMOVALS``) and the estimators predicted to misread (None: not checked).
 
         The mean skin colour that estimators see is the weight-averaged cell colour, so the
         edited one can be predicted from the pooled colours: ``colours * (1 + change)``.
@@ -451,32 +463,36 @@ class PulseEditor:
         nothing would only cost fidelity). The same estimators also read the face box
         (``box_reader``: its mean colour [T,3] and each cell's share of its pixels [T,K]),
         whose hair, background and unmasked skin keep the clip's own colour changes.
-        Under a fidelity floor (``min_psnr_db``, edits only) each amplitude removes the
-        largest fraction of the own pulse (``REMOVAL_FRACTIONS``) whose change keeps the
-        predicted PSNR (``fidelity(change)``), and raising stops where none does.
+        Under a fidelity floor (``min_psnr_db``, edits only) each amplitude takes the first
+        of ``REMOVALS`` whose change keeps the predicted PSNR (``fidelity(change)``), and
+        raising stops where none does. ``own_spread(evenness)`` gives the own pulse [T,K,3].
         """
         floor = self.min_psnr_db if self.mode == "edit" else None
+        spreads = {0.0: own_spread(0.0)}
 
         def planned(amplitude, removal):
-            return np.clip((amplitude * unit - removal * own) * reach, -_MAX_DELTA, _MAX_DELTA)
+            evenness, fraction = removal
+            if evenness not in spreads:
+                spreads[evenness] = own_spread(evenness)
+            return np.clip((amplitude * unit - fraction * spreads[evenness]) * reach, -_MAX_DELTA, _MAX_DELTA)
 
-        def most_removal(amplitude):
+        def best_removal(amplitude):
             if floor is None:
-                return 1.0
-            return next((float(r) for r in REMOVAL_FRACTIONS if fidelity(planned(amplitude, r)) >= floor), None)
+                return REMOVALS[0]
+            return next((r for r in REMOVALS if fidelity(planned(amplitude, r)) >= floor), None)
 
         if injected_hr is None:
-            return self.amplitude, 1.0, None
+            return self.amplitude, REMOVALS[0], None
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
         box_mean, box_share = box_reader
         best = None
         amplitude = self.amplitude
         while True:
-            removal = most_removal(amplitude)
+            removal = best_removal(amplitude)
             if removal is None:  # over the floor even with the own pulse left as it is
                 if best is not None:
                     return best
-                removal = 1.0  # the base edit is kept whole (info["predicted_psnr_db"] tells)
+                removal = REMOVALS[0]  # the base edit is kept whole (info["predicted_psnr_db"] tells)
             change = planned(amplitude, removal) / reach
             change += (codec_gain - 1.0) * amplitude * unit  # the path keeps codec_gain of the injected pulse
             colour_change = colours * change  # [T, K, 3]
