@@ -40,6 +40,7 @@ then ``apply`` every chunk (pass 2). Memory is ``O(T * K)`` besides the chunk it
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -362,6 +363,7 @@ class PulseEditor:
             # PSNR. H.264 outputs keep them: removing that motion too read better after the codec.
             np.clip(cell_gain, 0.0, OWN_SHARE_MAX, out=cell_gain)
 
+        @functools.cache
         def own_spread(evenness: float) -> np.ndarray:
             """Own pulse per cell [T,K,3]: shares blended toward even by ``evenness``, then
             scaled so the removed pulse, pooled as estimators pool, is exactly face_own."""
@@ -410,11 +412,13 @@ class PulseEditor:
         box_mean = fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
         box_reader = box_mean, np.concatenate(self._box_share)
         applied_px = np.concatenate(self._applied_px)
-        fidelity = lambda change: _predicted_psnr_db(change, colours, applied_px, self._frame_pixels)  # noqa: E731
+
+        def fidelity(change):  # PSNR of the 8-bit output before any codec
+            return _predicted_psnr_db(change, colours, applied_px, self._frame_pixels)
+
         amplitude, (evenness, removal), misread = self._strength(colours, weights, unit, own_spread, reach,
                                                                  codec_gain, injected_hr, box_reader, fidelity)
-        removed = own_spread(evenness) if evenness else own
-        delta = np.clip((amplitude * unit - removal * removed) * reach, -_MAX_DELTA, _MAX_DELTA)
+        delta = np.clip((amplitude * unit - removal * own_spread(evenness)) * reach, -_MAX_DELTA, _MAX_DELTA)
         green_levels = _peak_green_levels(delta, colours, cell_weights)
         self._whole_levels = self.codec["quantize"] == "truncate" and green_levels < WHOLE_LEVEL_BELOW
 
@@ -468,13 +472,10 @@ class PulseEditor:
         raising stops where none does. ``own_spread(evenness)`` gives the own pulse [T,K,3].
         """
         floor = self.min_psnr_db if self.mode == "edit" else None
-        spreads = {0.0: own_spread(0.0)}
 
         def planned(amplitude, removal):
             evenness, fraction = removal
-            if evenness not in spreads:
-                spreads[evenness] = own_spread(evenness)
-            return np.clip((amplitude * unit - fraction * spreads[evenness]) * reach, -_MAX_DELTA, _MAX_DELTA)
+            return np.clip((amplitude * unit - fraction * own_spread(evenness)) * reach, -_MAX_DELTA, _MAX_DELTA)
 
         def best_removal(amplitude):
             if floor is None:
