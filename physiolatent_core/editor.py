@@ -69,8 +69,9 @@ AMPLITUDE_MAX_FOR = {"lossless": 0.012, "h264": 0.018}
 STRENGTH_STEP = 1.5
 # Lossless outputs promise fidelity: the PSNR of the edited 8-bit file over whole frames is
 # kept at least this (the foundation issue's acceptance). Predicted in ``plan`` from the
-# pooled colours; within it the strength is raised and, for an edit, as much of the own
-# pulse removed as fits (talking heads' facial motion in the pulse band costs the most).
+# pooled colours; within it the strength is raised and the own pulse removed as evenly
+# as needed and, for an edit, as much of it as fits (talking heads' facial motion in the
+# pulse band costs the most).
 # H.264 outputs have no floor: the codec, not fidelity, is their limit.
 MIN_PSNR_DB_FOR = {"lossless": 52.0, "h264": None}
 # Under the floor, ways to remove the own pulse, tried in this order until one fits:
@@ -141,12 +142,13 @@ class PulseEditor:
         grid: (rows, cols) of the pooling grid over the face box.
         band_bpm: physiological HR band searched for the subject's own pulse.
         seed: seeds the target's heart-rate variability and the chaff.
-        min_psnr_db: fidelity floor of an edit (``MIN_PSNR_DB_FOR`` the path's default when
-            None; 0 switches it off): strength raises and the own pulse's removal stop
-            where the predicted PSNR of the 8-bit output would fall below it
-            (``info["predicted_psnr_db"]``; ``info["own_removal_evenness"]`` and
-            ``info["own_removed_fraction"]``: how it was removed, see ``REMOVALS``). The base
-            amplitude is kept even where it alone exceeds the floor (a close-up face).
+        min_psnr_db: fidelity floor (``MIN_PSNR_DB_FOR`` the path's default when None; 0
+            switches it off): strength raises stop, and the own pulse's removal is spread
+            evenly and (edits only) made smaller, where the predicted PSNR of the 8-bit
+            output would fall below it (``info["predicted_psnr_db"]``;
+            ``info["own_removal_evenness"]`` and ``info["own_removed_fraction"]``: how it
+            was removed, see ``REMOVALS``). The base amplitude is kept even where it alone
+            exceeds the floor (a close-up face).
         codec_crf, codec_quantize, codec_preset: the H.264 output path that
             ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
             it (``"dither"`` as our writer, ``"truncate"`` as ComfyUI's core SaveVideo)
@@ -467,23 +469,27 @@ class PulseEditor:
         nothing would only cost fidelity). The same estimators also read the face box
         (``box_reader``: its mean colour [T,3] and each cell's share of its pixels [T,K]),
         whose hair, background and unmasked skin keep the clip's own colour changes.
-        Under a fidelity floor (``min_psnr_db``, edits only) each amplitude takes the first
-        of ``REMOVALS`` whose change keeps the predicted PSNR (``fidelity(change)``), and
-        raising stops where none does. ``own_spread(evenness)`` gives the own pulse [T,K,3].
+        Under a fidelity floor (``min_psnr_db``) each amplitude takes the first of
+        ``REMOVALS`` (remove mode: of those that remove all of it) whose change keeps the
+        predicted PSNR (``fidelity(change)``), and raising stops where none does.
+        ``own_spread(evenness)`` gives the own pulse [T,K,3].
         """
-        floor = self.min_psnr_db if self.mode == "edit" else None
+        # Removal is what remove mode is for: it may spread the own pulse's removal evenly,
+        # never remove less of it.
+        options = REMOVALS if self.mode == "edit" else [r for r in REMOVALS if r[1] == 1.0]
+        cheapest_whole = (1.0, 1.0)  # where nothing fits: all of it, spread evenly
 
         def planned(amplitude, removal):
             evenness, fraction = removal
             return np.clip((amplitude * unit - fraction * own_spread(evenness)) * reach, -_MAX_DELTA, _MAX_DELTA)
 
         def best_removal(amplitude):
-            if floor is None:
+            if self.min_psnr_db is None:
                 return REMOVALS[0]
-            return next((r for r in REMOVALS if fidelity(planned(amplitude, r)) >= floor), None)
+            return next((r for r in options if fidelity(planned(amplitude, r)) >= self.min_psnr_db), None)
 
-        if injected_hr is None:
-            return self.amplitude, REMOVALS[0], None
+        if injected_hr is None:  # chaff: nothing to read, the base amplitude
+            return self.amplitude, best_removal(self.amplitude) or cheapest_whole, None
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
         box_mean, box_share = box_reader
         best = None
@@ -493,7 +499,7 @@ class PulseEditor:
             if removal is None:  # over the floor even with the own pulse left as it is
                 if best is not None:
                     return best
-                removal = REMOVALS[0]  # the base edit is kept whole (info["predicted_psnr_db"] tells)
+                removal = cheapest_whole  # the base amplitude is kept (info["predicted_psnr_db"] tells)
             change = planned(amplitude, removal) / reach
             change += (codec_gain - 1.0) * amplitude * unit  # the path keeps codec_gain of the injected pulse
             colour_change = colours * change  # [T, K, 3]
