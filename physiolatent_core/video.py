@@ -38,6 +38,7 @@ Writing (by the output's extension)
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -81,6 +82,7 @@ _SWS_ACCURATE = 0x2 | 0x40000 | 0x2000
 _H264_DITHER_BLOCK = 8
 
 
+@functools.cache
 def _x264_options() -> dict[str, str]:
     """x264 options that keep its output reproducible.
 
@@ -91,18 +93,12 @@ def _x264_options() -> dict[str, str]:
     repeatable. On such CPUs x264 is given the instruction sets up to AVX2, all of which
     an AVX-512 CPU has; elsewhere it chooses for itself.
     """
-    global _X264_OPTIONS
-    if _X264_OPTIONS is None:
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-                avx512 = " avx512f" in f.read()
-        except OSError:  # not Linux: x264's own choice
-            avx512 = False
-        _X264_OPTIONS = {"x264-params": "asm=AVX2,FMA3,BMI2,LZCNT"} if avx512 else {}
-    return _X264_OPTIONS
-
-
-_X264_OPTIONS: dict[str, str] | None = None
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            avx512 = " avx512f" in f.read()
+    except OSError:  # not Linux: x264's own choice
+        avx512 = False
+    return {"x264-params": "asm=AVX2,FMA3,BMI2,LZCNT"} if avx512 else {}
 
 
 class TruncatedVideoWarning(UserWarning):
