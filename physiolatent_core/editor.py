@@ -405,11 +405,18 @@ class PulseEditor:
             injected = injected[:, None] * colour[None, :]
         else:  # chaff: already spread over colours
             injected = injected * (codec_gain[1] / codec_gain)[None, :]
-        unit = -injected[:, None, :] * amp_map[None, :, None]  # [T,K,3] per unit amplitude
-        # Pooled as estimators pool, the amplitude map weighs each channel a little
-        # differently (cells differ in colour); rescale so the face mean moves along `colour`.
-        pooled_map = np.einsum("tkc,k->tc", pooling, amp_map)
-        unit *= (pooled_map[:, 1:2] / np.maximum(pooled_map, 1e-6))[:, None, :]
+
+        @functools.cache
+        def unit_for(evenness: float) -> np.ndarray:
+            """Injected change per unit amplitude [T,K,3]; the amplitude map blended toward
+            even by ``evenness`` (the same share everywhere costs the least fidelity)."""
+            cell_map = amp_map if evenness == 0 else np.where(valid, (1.0 - evenness) * amp_map + evenness, 0.0)
+            unit = -injected[:, None, :] * cell_map[None, :, None]
+            # Pooled as estimators pool, the amplitude map weighs each channel a little
+            # differently (cells differ in colour); rescale so the face mean moves along `colour`.
+            pooled_map = np.einsum("tkc,k->tc", pooling, cell_map)
+            return unit * (pooled_map[:, 1:2] / np.maximum(pooled_map, 1e-6))[:, None, :]
+
         reach = np.minimum(reach, 3.0)[None, :, None]
         box_mean = fill_gaps(np.concatenate(self._box_mean), weights.sum(axis=1) > 0)  # [T, 3]
         box_reader = box_mean, np.concatenate(self._box_share)
@@ -418,9 +425,10 @@ class PulseEditor:
         def fidelity(change):  # PSNR of the 8-bit output before any codec
             return _predicted_psnr_db(change, colours, applied_px, self._frame_pixels)
 
-        amplitude, (evenness, removal), misread = self._strength(colours, weights, unit, own_spread, reach,
+        amplitude, (evenness, removal), misread = self._strength(colours, weights, unit_for, own_spread, reach,
                                                                  codec_gain, injected_hr, box_reader, fidelity)
-        delta = np.clip((amplitude * unit - removal * own_spread(evenness)) * reach, -_MAX_DELTA, _MAX_DELTA)
+        delta = np.clip((amplitude * unit_for(evenness) - removal * own_spread(evenness)) * reach,
+                        -_MAX_DELTA, _MAX_DELTA)
         green_levels = _peak_green_levels(delta, colours, cell_weights)
         self._whole_levels = self.codec["quantize"] == "truncate" and green_levels < WHOLE_LEVEL_BELOW
 
@@ -455,7 +463,7 @@ class PulseEditor:
         self._plan.info = info
         return info
 
-    def _strength(self, colours, weights, unit, own_spread, reach, codec_gain, injected_hr, box_reader, fidelity):
+    def _strength(self, colours, weights, unit_for, own_spread, reach, codec_gain, injected_hr, box_reader, fidelity):
         """The injected amplitude, how the own pulse is removed (evenness, fraction; see
         ``REMOVALS``) and the estimators predicted to misread (None: not checked).
 
@@ -481,7 +489,8 @@ class PulseEditor:
 
         def planned(amplitude, removal):
             evenness, fraction = removal
-            return np.clip((amplitude * unit - fraction * own_spread(evenness)) * reach, -_MAX_DELTA, _MAX_DELTA)
+            return np.clip((amplitude * unit_for(evenness) - fraction * own_spread(evenness)) * reach,
+                           -_MAX_DELTA, _MAX_DELTA)
 
         def best_removal(amplitude):
             if self.min_psnr_db is None:
@@ -493,15 +502,25 @@ class PulseEditor:
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
         box_mean, box_share = box_reader
         best = None
+        refined = False
         amplitude = self.amplitude
         while True:
             removal = best_removal(amplitude)
+            if removal is None and best is not None and not refined:
+                # The floor cuts the step short: the largest amplitude below it that fits.
+                low, high = best[0], amplitude
+                for _ in range(6):
+                    middle = 0.5 * (low + high)
+                    low, high = (middle, high) if best_removal(middle) is not None else (low, middle)
+                refined = True
+                if low > best[0] * 1.05:
+                    amplitude, removal = low, best_removal(low)
             if removal is None:  # over the floor even with the own pulse left as it is
                 if best is not None:
                     return best
                 removal = cheapest_whole  # the base amplitude is kept (info["predicted_psnr_db"] tells)
             change = planned(amplitude, removal) / reach
-            change += (codec_gain - 1.0) * amplitude * unit  # the path keeps codec_gain of the injected pulse
+            change += (codec_gain - 1.0) * amplitude * unit_for(removal[0])  # the path keeps codec_gain of it
             colour_change = colours * change  # [T, K, 3]
             rgb = np.einsum("tk,tkc->tc", face_weights, colours + colour_change)
             box_rgb = box_mean + np.einsum("tk,tkc->tc", box_share, colour_change * reach)
