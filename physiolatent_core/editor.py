@@ -69,16 +69,17 @@ AMPLITUDE_MAX_FOR = {"lossless": 0.012, "h264": 0.018}
 STRENGTH_STEP = 1.5
 # Lossless outputs promise fidelity: the PSNR of the edited 8-bit file over whole frames is
 # kept at least this (the foundation issue's acceptance). Predicted in ``plan`` from the
-# pooled colours; within it the strength is raised and the own pulse removed as evenly
-# as needed and, for an edit, as much of it as fits (talking heads' facial motion in the
-# pulse band costs the most).
-# H.264 outputs have no floor: the codec, not fidelity, is their limit.
+# pooled colours; within it the strength is raised, the correction spread as evenly as
+# needed and, for an edit, as much of the own pulse removed as fits (talking heads' facial
+# motion in the pulse band costs the most). H.264 outputs have no floor: the codec, not
+# fidelity, is their limit.
 MIN_PSNR_DB_FOR = {"lossless": 52.0, "h264": None}
-# Under the floor, ways to remove the own pulse, tried in this order until one fits:
-# (evenness, fraction). Evenness blends each cell's share of the face's own pulse toward
-# the same share everywhere (removal pooled over the face stays whole, and is cheapest
-# spread evenly: the large shares are facial motion); then less of it is removed.
-REMOVALS = [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0)] + [(1.0, float(f)) for f in np.linspace(0.9, 0.0, 10)]
+# Under the floor, ways to make the correction, tried in this order until one fits:
+# (evenness, fraction of the own pulse removed). Evenness blends each cell's share of the
+# face's own pulse, and the injected pulse's amplitude map, toward the same share
+# everywhere: pooled over the face both stay whole, and a change costs the least fidelity
+# spread evenly (on talking heads the uneven shares and map follow facial motion).
+FIDELITY_STEPS = [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0)] + [(1.0, float(f)) for f in np.linspace(0.9, 0.0, 10)]
 # A predicted reading counts as right within this many bpm (the acceptance allows 3):
 # of a constant target over the whole clip, of a changing one averaged over 6 s windows.
 PREDICT_TOLERANCE_BPM = {"constant": 1.5, "changing": 2.0}
@@ -143,12 +144,12 @@ class PulseEditor:
         band_bpm: physiological HR band searched for the subject's own pulse.
         seed: seeds the target's heart-rate variability and the chaff.
         min_psnr_db: fidelity floor (``MIN_PSNR_DB_FOR`` the path's default when None; 0
-            switches it off): strength raises stop, and the own pulse's removal is spread
-            evenly and (edits only) made smaller, where the predicted PSNR of the 8-bit
-            output would fall below it (``info["predicted_psnr_db"]``;
-            ``info["own_removal_evenness"]`` and ``info["own_removed_fraction"]``: how it
-            was removed, see ``REMOVALS``). The base amplitude is kept even where it alone
-            exceeds the floor (a close-up face).
+            switches it off): strength raises stop, and the correction is spread evenly
+            and (edits only) less of the own pulse removed, where the predicted PSNR of the
+            8-bit output would fall below it (``info["predicted_psnr_db"]``;
+            ``info["evenness"]`` and ``info["own_removed_fraction"]``, see
+            ``FIDELITY_STEPS``). The base amplitude is kept even where it alone exceeds the
+            floor (a close-up face).
         codec_crf, codec_quantize, codec_preset: the H.264 output path that
             ``robust_to="h264"`` is measured on: libx264 crf, the 8-bit quantiser before
             it (``"dither"`` as our writer, ``"truncate"`` as ComfyUI's core SaveVideo)
@@ -425,9 +426,9 @@ class PulseEditor:
         def fidelity(change):  # PSNR of the 8-bit output before any codec
             return _predicted_psnr_db(change, colours, applied_px, self._frame_pixels)
 
-        amplitude, (evenness, removal), misread = self._strength(colours, weights, unit_for, own_spread, reach,
+        amplitude, (evenness, removed), misread = self._strength(colours, weights, unit_for, own_spread, reach,
                                                                  codec_gain, injected_hr, box_reader, fidelity)
-        delta = np.clip((amplitude * unit_for(evenness) - removal * own_spread(evenness)) * reach,
+        delta = np.clip((amplitude * unit_for(evenness) - removed * own_spread(evenness)) * reach,
                         -_MAX_DELTA, _MAX_DELTA)
         green_levels = _peak_green_levels(delta, colours, cell_weights)
         self._whole_levels = self.codec["quantize"] == "truncate" and green_levels < WHOLE_LEVEL_BELOW
@@ -443,8 +444,8 @@ class PulseEditor:
             "injected_rms": amplitude,
             "injected_rms_base": self.amplitude,
             "predicted_misreads": misread,
-            "own_removed_fraction": removal,
-            "own_removal_evenness": evenness,
+            "own_removed_fraction": removed,
+            "evenness": evenness,
             "predicted_psnr_db": fidelity(delta),
             "min_psnr_db": self.min_psnr_db,
             "robust_to": self.robust_to,
@@ -464,8 +465,9 @@ class PulseEditor:
         return info
 
     def _strength(self, colours, weights, unit_for, own_spread, reach, codec_gain, injected_hr, box_reader, fidelity):
-        """The injected amplitude, how the own pulse is removed (evenness, fraction; see
-        ``REMOVALS``) and the estimators predicted to misread (None: not checked).
+        """The injected amplitude, the fidelity step (evenness, fraction of the own pulse
+        removed; see ``FIDELITY_STEPS``) and the estimators predicted to misread (None: not
+        checked).
 
         The mean skin colour that estimators see is the weight-averaged cell colour, so the
         edited one can be predicted from the pooled colours: ``colours * (1 + change)``.
@@ -478,56 +480,57 @@ class PulseEditor:
         (``box_reader``: its mean colour [T,3] and each cell's share of its pixels [T,K]),
         whose hair, background and unmasked skin keep the clip's own colour changes.
         Under a fidelity floor (``min_psnr_db``) each amplitude takes the first of
-        ``REMOVALS`` (remove mode: of those that remove all of it) whose change keeps the
-        predicted PSNR (``fidelity(change)``), and raising stops where none does.
-        ``own_spread(evenness)`` gives the own pulse [T,K,3].
+        ``FIDELITY_STEPS`` (remove mode: of those that remove all of it) whose change keeps
+        the predicted PSNR (``fidelity(change)``); where the floor cuts a step short, the
+        largest amplitude below it that fits is tried once, and raising stops there.
+        ``unit_for(evenness)`` and ``own_spread(evenness)`` give the injected change per unit
+        amplitude and the own pulse, [T,K,3] each.
         """
-        # Removal is what remove mode is for: it may spread the own pulse's removal evenly,
-        # never remove less of it.
-        options = REMOVALS if self.mode == "edit" else [r for r in REMOVALS if r[1] == 1.0]
+        # Removal is what remove mode is for: it may spread evenly, never remove less.
+        options = FIDELITY_STEPS if self.mode == "edit" else [r for r in FIDELITY_STEPS if r[1] == 1.0]
         cheapest_whole = (1.0, 1.0)  # where nothing fits: all of it, spread evenly
 
-        def planned(amplitude, removal):
-            evenness, fraction = removal
+        def planned(amplitude, step):
+            evenness, fraction = step
             return np.clip((amplitude * unit_for(evenness) - fraction * own_spread(evenness)) * reach,
                            -_MAX_DELTA, _MAX_DELTA)
 
-        def best_removal(amplitude):
+        def best_step(amplitude):
             if self.min_psnr_db is None:
-                return REMOVALS[0]
+                return FIDELITY_STEPS[0]
             return next((r for r in options if fidelity(planned(amplitude, r)) >= self.min_psnr_db), None)
 
         if injected_hr is None:  # chaff: nothing to read, the base amplitude
-            return self.amplitude, best_removal(self.amplitude) or cheapest_whole, None
+            return self.amplitude, best_step(self.amplitude) or cheapest_whole, None
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
         box_mean, box_share = box_reader
         best = None
         refined = False
         amplitude = self.amplitude
         while True:
-            removal = best_removal(amplitude)
-            if removal is None and best is not None and not refined:
+            step = best_step(amplitude)
+            if step is None and best is not None and not refined:
                 # The floor cuts the step short: the largest amplitude below it that fits.
                 low, high = best[0], amplitude
                 for _ in range(6):
                     middle = 0.5 * (low + high)
-                    low, high = (middle, high) if best_removal(middle) is not None else (low, middle)
+                    low, high = (middle, high) if best_step(middle) is not None else (low, middle)
                 refined = True
                 if low > best[0] * 1.05:
-                    amplitude, removal = low, best_removal(low)
-            if removal is None:  # over the floor even with the own pulse left as it is
+                    amplitude, step = low, best_step(low)
+            if step is None:  # over the floor even with the own pulse left as it is
                 if best is not None:
                     return best
-                removal = cheapest_whole  # the base amplitude is kept (info["predicted_psnr_db"] tells)
-            change = planned(amplitude, removal) / reach
-            change += (codec_gain - 1.0) * amplitude * unit_for(removal[0])  # the path keeps codec_gain of it
+                step = cheapest_whole  # the base amplitude is kept (info["predicted_psnr_db"] tells)
+            change = planned(amplitude, step) / reach
+            change += (codec_gain - 1.0) * amplitude * unit_for(step[0])  # the path keeps codec_gain of it
             colour_change = colours * change  # [T, K, 3]
             rgb = np.einsum("tk,tkc->tc", face_weights, colours + colour_change)
             box_rgb = box_mean + np.einsum("tk,tkc->tc", box_share, colour_change * reach)
             misread = _misreads(rgb, self.fps, injected_hr)
             misread += [f"{name} (face box)" for name in _misreads(box_rgb, self.fps, injected_hr)]
             if best is None or len(misread) < len(best[2]):
-                best = (amplitude, removal, misread)
+                best = (amplitude, step, misread)
             if not misread or amplitude >= self.max_amplitude * (1 - 1e-9):
                 return best
             amplitude = min(amplitude * STRENGTH_STEP, self.max_amplitude)

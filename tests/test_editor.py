@@ -105,10 +105,10 @@ def test_lossless_edit_keeps_its_fidelity_floor(clip):
     kept = editor.edit_pulse(frames, FPS, 130, face_mask=clip.skin_mask, robust_to="lossless", min_psnr_db=floor)
     assert kept.info["predicted_psnr_db"] >= floor
     assert stored_psnr(kept) >= floor - 0.5
-    assert (kept.info["own_removal_evenness"], kept.info["own_removed_fraction"]) != editor.REMOVALS[0]
+    assert (kept.info["evenness"], kept.info["own_removed_fraction"]) != editor.FIDELITY_STEPS[0]
     # Removal never removes less of the own pulse; out of reach of the floor it spreads it evenly.
     gone = editor.remove_pulse(frames, FPS, face_mask=clip.skin_mask, robust_to="lossless", min_psnr_db=80)
-    assert (gone.info["own_removal_evenness"], gone.info["own_removed_fraction"]) == (1.0, 1.0)
+    assert (gone.info["evenness"], gone.info["own_removed_fraction"]) == (1.0, 1.0)
     assert gone.info["predicted_psnr_db"] < 80
     # The default floor is the lossless path's; H.264 outputs have none.
     assert editor.PulseEditor(FPS, "edit", target=90, robust_to="lossless").min_psnr_db == 52.0
