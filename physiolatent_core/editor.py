@@ -388,7 +388,16 @@ class PulseEditor:
             injected_hr = hr_curve(self.decoy, n_frames, self.fps)
             _check_decoy(injected_hr, own_hr_hz * 60.0)
         else:
-            injected = _chaff(n_frames, self.fps, phase, self.band_bpm, rng)  # [T, 3]
+            # Notched at the own HR, and at the HR the estimators agree on where that differs
+            # (a clip whose "pulse" is motion): chaff must not put a peak where readers
+            # would report the subject's HR.
+            readings = [estimate_hr(estimator(1.0 + face_norm, self.fps), self.fps, band_bpm=self.band_bpm)
+                        for estimator in ESTIMATORS.values()]
+            consensus_hz = float(np.nanmedian(readings)) / 60.0
+            phases = [phase]
+            if np.isfinite(consensus_hz) and abs(consensus_hz - np.median(own_hr_hz)) > 5.0 / 60.0:
+                phases.append(2.0 * np.pi * consensus_hz * np.arange(n_frames) / self.fps)
+            injected = _chaff(n_frames, self.fps, phases, self.band_bpm, rng)  # [T, 3]
             injected_hr = None
         # The colour direction is the physiological one that every model-based estimator
         # assumes (PBV's signature, CHROM's and POS's projections). Measuring it per clip was
@@ -822,7 +831,7 @@ def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bp
     return pulse.wave
 
 
-def _chaff(n_frames: int, fps: float, own_phase: np.ndarray, band_bpm, rng) -> np.ndarray:
+def _chaff(n_frames: int, fps: float, notch_phases: list[np.ndarray], band_bpm, rng) -> np.ndarray:
     """Pulse-band noise with notches at the own HR and its harmonics: [T, 3] colour change
     per unit amplitude.
 
@@ -836,9 +845,10 @@ def _chaff(n_frames: int, fps: float, own_phase: np.ndarray, band_bpm, rng) -> n
     low, high = band_bpm[0] / 60.0, min(band_bpm[1] / 60.0, 0.45 * fps)
     sos = signal.butter(3, [low, high], btype="bandpass", fs=fps, output="sos")
     noise = _sosfiltfilt(sos, rng.standard_normal((n_frames, 3)), fps)
-    for harmonic in (1, 2, 3):
-        near = _demodulate(noise, harmonic * own_phase, fps, cutoff_hz=10.0 / 60.0)
-        noise = noise - np.real(near * np.exp(1j * harmonic * own_phase)[:, None])
+    for notch_phase in notch_phases:
+        for harmonic in (1, 2, 3):
+            near = _demodulate(noise, harmonic * notch_phase, fps, cutoff_hz=10.0 / 60.0)
+            noise = noise - np.real(near * np.exp(1j * harmonic * notch_phase)[:, None])
     noise /= np.maximum(noise.std(axis=0), 1e-12)
     # Orthonormal colour basis: the pulse direction first.
     basis, _ = np.linalg.qr(np.stack([BLOOD_VOLUME_DIRECTION, [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1))
