@@ -174,6 +174,23 @@ def test_remove_hides_the_true_hr(clip):
         assert snr_db(before[name], FPS, clip.hr_bpm) - snr_db(after[name], FPS, clip.hr_bpm) >= 15.0, name
 
 
+def test_chaff_leaves_every_notched_rate_empty():
+    # Removal's chaff is notched at the own HR and, where the estimators agree on another
+    # rate (a "pulse" that is motion), there too: no reader may find a peak at either.
+    from scipy.signal import welch
+
+    n, rng = 30 * 60, np.random.default_rng(1)
+    t = np.arange(n) / FPS
+    phases = [2 * np.pi * 70 / 60 * t, 2 * np.pi * 110 / 60 * t]
+    chaff = editor._chaff(n, FPS, phases, (40.0, 180.0), rng)
+    freqs, power = welch(chaff @ editor.BLOOD_VOLUME_DIRECTION, fs=FPS, nperseg=1024)
+    bpm = freqs * 60
+    band = (bpm >= 40) & (bpm <= 180)
+    for notch in (70, 110):
+        near = np.abs(bpm - notch) <= 2.0
+        assert power[near].mean() < 0.1 * power[band].mean(), notch
+
+
 def test_remove_with_decoy_reads_the_decoy(clip):
     res = editor.remove_pulse(clip.frames, FPS, face_mask=clip.skin_mask, decoy_hr_bpm=95.0, robust_to="lossless")
     assert abs(estimate_hr(read_all(res.frames, clip.skin_mask)["chrom"], FPS) - 95.0) <= 3.0
