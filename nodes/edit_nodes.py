@@ -24,9 +24,8 @@ _FPS = ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
 _ROBUST = (["h264", "lossless"], {"default": "h264",
                                   "tooltip": "h264: make the edit strong enough to survive 8-bit H.264 saving (core "
                                              "SaveVideo); lossless: smallest change (kept at >= 52 dB PSNR), only for "
-                                             "FFV1/PNG saving. Both "
-                                             "make a change under one grey level in whole levels, which core "
-                                             "SaveVideo's 8-bit truncation keeps."})
+                                             "FFV1/PNG saving. Both make a change under one grey level in whole "
+                                             "levels, which core SaveVideo's 8-bit truncation keeps."})
 # h264 is tuned to the path most workflows end in: core SaveVideo (truncation, crf 23); an
 # output that will be truncated gets a sub-level change in whole levels (editor.WHOLE_LEVEL_BELOW).
 _SAVE_VIDEO = dict(codec_crf=23, codec_quantize="truncate")

@@ -94,10 +94,11 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                             "value (e.g. 0.0035 = 0.35 %%); default: chosen for --robust-to and raised where "
                             "estimators would still misread the target (the report's injected_rms)")
         p.add_argument("--min-psnr", type=float,
-                       help="training-free edit: fidelity floor in dB (PSNR of the output against the input "
-                            "over whole frames, predicted before writing); strength raises and the removal of "
-                            "the own pulse stop there. Default 52 for --robust-to lossless, none for h264; "
-                            "0 switches it off (the report's editor.predicted_psnr_db)")
+                       help="training-free: fidelity floor in dB (PSNR of the output against the input over "
+                            "whole frames, predicted before writing); to keep it, strength raises stop and the "
+                            "change is spread evenly over the face (an edit also removes less of the own "
+                            "pulse). Default 52 for --robust-to lossless, none for h264; 0 switches it off "
+                            "(the report's editor.predicted_psnr_db)")
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
@@ -439,8 +440,9 @@ def _edit_or_remove(args, outputs: _Outputs, *, true_hr_bpm: float | None = None
         # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
         # measured against crf 23, what most H.264 re-encodes use.
         editor = PulseEditor(fps, args.command, target=target, decoy_hr_bpm=decoy, robust_to=robust_to,
-                             amplitude=args.amplitude, min_psnr_db=args.min_psnr, seed=args.seed, codec_crf=args.crf if kind == "h264" else 23,
-                             codec_quantize="dither", codec_preset=args.preset)
+                             amplitude=args.amplitude, min_psnr_db=args.min_psnr, seed=args.seed,
+                             codec_crf=args.crf if kind == "h264" else 23, codec_quantize="dither",
+                             codec_preset=args.preset)
     lap("probe")
 
     # ---- pass 1: face track; pass 2: mask, observe, input traces

@@ -832,8 +832,9 @@ def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bp
 
 
 def _chaff(n_frames: int, fps: float, notch_phases: list[np.ndarray], band_bpm, rng) -> np.ndarray:
-    """Pulse-band noise with notches at the own HR and its harmonics: [T, 3] colour change
-    per unit amplitude.
+    """Pulse-band noise notched at each of ``notch_phases`` (the own HR's phase, and the
+    estimators' consensus where it differs) and their harmonics: [T, 3] colour change per
+    unit amplitude.
 
     Estimators then find random, wandering peaks instead of the true HR, and the SNR at the
     true HR drops because the band around it gets no power. Most of the chaff follows the
