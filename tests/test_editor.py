@@ -90,8 +90,8 @@ def talking_skin(clip, rms=0.014):
 
 def test_lossless_edit_keeps_its_fidelity_floor(clip):
     # The editor predicts the PSNR of the 8-bit file from the pooled colours; under a floor
-    # it raises the strength and removes the "own pulse" (here facial motion) only as far
-    # as the floor allows.
+    # it raises the strength, spreads the change and removes the "own pulse" (here facial
+    # motion) only as far as the floor allows.
     frames = talking_skin(clip, rms=0.02)
 
     def stored_psnr(res):
