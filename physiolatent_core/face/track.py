@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .errors import FaceNotFoundError, InputError
-from .video import LazyFrames, to_float
+from ..errors import FaceNotFoundError, InputError
+from ..video import LazyFrames, to_float
 
 __all__ = [
     "CropInfo",
