@@ -22,6 +22,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from physiolatent_core import rppg
 from physiolatent_core.errors import InputError
 
 # Name of the extra model folder this pack registers: ComfyUI/models/physiolatent
@@ -238,15 +239,18 @@ def check_fps(fps: float) -> float:
     return fps
 
 
-def check_duration(frames: np.ndarray, fps: float, min_seconds: float, what: str) -> None:
-    """Heart rate needs a few beats: refuse clips shorter than ``min_seconds``."""
+def check_duration(frames: np.ndarray, fps: float, what: str, min_seconds: float = rppg.MIN_DURATION_S) -> None:
+    """Heart rate needs a few beats: the library's check (``rppg.check_duration``), told in
+    the node's (``what``) words, with where more frames come from."""
     n = frames.shape[0]
-    if n < max(2, int(np.ceil(min_seconds * fps))):
+    try:
+        rppg.check_duration(n, fps, min_duration_s=min_seconds)
+    except InputError as err:
         raise InputError(
             f"{what} needs at least {min_seconds:g} s of video ({int(np.ceil(min_seconds * fps))} frames at "
             f"{fps:g} fps); got {n} frames ({n / fps:.2f} s). Load more frames (Load Video's frame cap, "
             "or a longer clip)."
-        )
+        ) from err
 
 
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
@@ -259,15 +263,15 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> 
         )
 
 
-def parse_methods(text: str, available: list[str]) -> list[str]:
-    """'pos, chrom' -> ['pos', 'chrom']; 'all' -> every estimator. Unknown names are an error."""
-    names = [s.strip().lower() for s in text.replace(";", ",").split(",") if s.strip()]
-    if not names or names == ["all"]:
-        return list(available)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise InputError(f"Unknown rPPG estimator(s) {unknown}; choose from {available} or 'all'.")
-    return names
+def parse_methods(text: str) -> list[str]:
+    """'pos, chrom' (or 'pos; chrom') -> ['pos', 'chrom']; '' or 'all' -> every reader of
+    ``rppg.METHODS``. ``rppg.resolve_methods`` checks the names; unknown ones are an error."""
+    names = [s.strip() for s in text.replace(";", ",").split(",") if s.strip()]
+    try:
+        return rppg.resolve_methods(names or None)
+    except InputError as err:
+        unknown = [n for n in names if n.lower() not in rppg.METHODS]
+        raise InputError(f"Unknown rPPG estimator(s) {unknown}; choose from {list(rppg.METHODS)} or 'all'.") from err
 
 
 def json_summary(obj, max_list: int = 32) -> dict:

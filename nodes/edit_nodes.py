@@ -16,7 +16,6 @@ from ._common import (Progress, check_duration, check_fps, image_to_numpy, json_
                       numpy_to_image)
 
 CATEGORY = "PhysioLatent/Edit"
-MIN_SECONDS = 4.0  # the editor's minimum (editor.MIN_DURATION_S): a few beats at 40 bpm
 CHUNK_FRAMES = 64  # frames per streaming step: progress and interrupts between steps
 
 _FPS = ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
@@ -101,7 +100,7 @@ class PulseEdit:
 
         fps = check_fps(fps)
         frames = image_to_numpy(images)
-        check_duration(frames, fps, MIN_SECONDS, "Pulse Edit")
+        check_duration(frames, fps, "Pulse Edit")
         m = mask_to_numpy(mask, frames)
         target = _target_spec(target_hr_bpm, hr_trajectory)
         editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, amplitude=_fixed(amplitude),
@@ -138,7 +137,7 @@ class PulseRemove:
 
         fps = check_fps(fps)
         frames = image_to_numpy(images)
-        check_duration(frames, fps, MIN_SECONDS, "Pulse Remove")
+        check_duration(frames, fps, "Pulse Remove")
         m = mask_to_numpy(mask, frames)
         decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
         if decoy is not None and decoy < 30:
@@ -154,31 +153,13 @@ def _fixed(amplitude: float) -> float | None:
 
 
 def _target_spec(target_hr_bpm: float, trajectory: str):
-    """The editor's target: the fixed bpm, or the trajectory text parsed to a pulse.HRTarget.
-
-    Trajectory syntax: "70:120" (ramp over the clip, pulse.parse_hr_target's syntax) or
-    "0s=70, 5s=120" / "0=70, 5=120" (time in seconds = bpm, piecewise linear).
-    """
+    """The editor's target as a pulse.HRTarget: the trajectory text read by
+    ``pulse.parse_hr_target`` ("70:120" ramp, "0s=70, 5s=120" knots), or the fixed bpm when
+    the trajectory is empty."""
     from physiolatent_core.pulse import parse_hr_target
 
     text = (trajectory or "").strip()
-    if not text:
-        return parse_hr_target(float(target_hr_bpm))
-    if "=" not in text:
-        return parse_hr_target(text)
-    knots = []
-    for part in text.replace(";", ",").split(","):
-        if not part.strip():
-            continue
-        t, sep, bpm = part.partition("=")
-        try:
-            knots.append((float(t.strip().rstrip("sS")), float(bpm)))
-        except ValueError:
-            raise InputError(
-                f"hr_trajectory part {part.strip()!r} is not 'seconds=bpm'; write e.g. '0s=70, 5s=120' "
-                "or a ramp like '70:120'."
-            ) from None
-    return parse_hr_target(knots)
+    return parse_hr_target(text if text else float(target_hr_bpm))
 
 
 NODE_CLASS_MAPPINGS = {"PhysioLatentPulseEdit": PulseEdit, "PhysioLatentPulseRemove": PulseRemove}

@@ -225,12 +225,10 @@ class HeartRateTrajectoryPrompt:
         }
 
     def run(self, trajectory, fps, num_frames, template, clip=None):
-        from physiolatent_core.pulse import hr_curve
-
-        from .edit_nodes import _target_spec
+        from physiolatent_core.pulse import hr_curve, parse_hr_target
 
         fps = check_fps(fps)
-        target = _target_spec(0.0, trajectory)
+        target = parse_hr_target(trajectory)
         curve = hr_curve(target, int(num_frames), fps).astype(np.float32)
         bpm = float(curve.mean())
         text = _prompt(template, bpm)

@@ -11,16 +11,15 @@ import json
 
 import numpy as np
 
+from physiolatent_core import rppg
 from physiolatent_core.errors import InputError
 
 from ._common import (Progress, check_duration, check_fps, check_same_shape, image_to_numpy, mask_to_numpy,
                       numpy_to_image, parse_methods)
 
 CATEGORY = "PhysioLatent/Verify"
-MIN_SECONDS = 4.0  # verify's minimum: a few beats at 40 bpm
-# Reader names of physiolatent_core.rppg.METHODS, in the order the dropdown shows them
-# (SSR, the pixel-level reader, last).
-ESTIMATOR_NAMES = ["pos", "chrom", "green", "pca", "ica", "lgi", "pbv", "omit", "ssr"]
+# The dropdown: every reader of rppg.METHODS, the default (POS) first.
+ESTIMATOR_NAMES = ["pos", *(name for name in rppg.METHODS if name != "pos")]
 
 
 class EstimateHeartRate:
@@ -57,13 +56,12 @@ class EstimateHeartRate:
         }
 
     def run(self, images, fps, method, report_methods, mask=None, reference=None, target_hr_bpm=0.0):
-        from physiolatent_core import rppg
         from physiolatent_core.verify import figure_to_image, plot_pulse, verify
 
         fps = check_fps(fps)
         frames = image_to_numpy(images)
-        check_duration(frames, fps, MIN_SECONDS, "Estimate Heart Rate")
-        methods = parse_methods(report_methods, list(rppg.METHODS))
+        check_duration(frames, fps, "Estimate Heart Rate")
+        methods = parse_methods(report_methods)
         if method not in methods:
             methods = [method] + methods
         ref = None
@@ -78,8 +76,7 @@ class EstimateHeartRate:
             m, _track = face_mask(frames, fps)
         progress.update(1)
         target = float(target_hr_bpm) if target_hr_bpm and target_hr_bpm > 0 else None
-        report = verify(frames, fps, mask=m, methods=methods, reference_frames=ref, target_hr_bpm=target,
-                        min_duration_s=MIN_SECONDS)
+        report = verify(frames, fps, mask=m, methods=methods, reference_frames=ref, target_hr_bpm=target)
         hr_bpm = report["hr_bpm"][method]
         if hr_bpm is None:
             raise InputError(f"{method} could not read a heart rate (the skin colour does not change at all): "

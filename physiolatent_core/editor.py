@@ -51,7 +51,7 @@ from .codec import colour_response, sample_box
 from .errors import InputError
 from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
 from .rppg import ESTIMATORS
-from .rppg.hr import check_duration, estimate_hr, hr_over_time
+from .rppg.hr import MIN_DURATION_S, check_duration, estimate_hr, hr_over_time
 from .rppg.traces import fill_gaps
 from .video import DitherState, add_in_whole_levels, quantize_to_uint8
 
@@ -59,20 +59,17 @@ from .video import DitherState, add_in_whole_levels, quantize_to_uint8
 # the green component is 1: the colour change per unit green change.
 BLOOD_VOLUME_DIRECTION = np.array([0.33, 0.77, 0.53]) / 0.77
 
-# RMS of the injected pulse, as a fraction of the green value, per output path.
-# Natural pulses are ~0.1-0.4 % RMS. crf 23 erases smaller temporal changes.
+# RMS of the injected pulse, as a fraction of the green value, per output path: natural
+# pulses are ~0.1-0.4 % RMS, and crf 23 erases smaller temporal changes (docs/ARCHITECTURE.md, "Edit strength").
 AMPLITUDE_FOR = {"lossless": 0.0035, "h264": 0.012}
 # Where the clip's own non-pulse colour changes (facial motion of generated talking heads,
 # flicker) would still outvote the injected pulse, the editor raises the amplitude in
 # steps of STRENGTH_STEP up to this (the lossless ceiling is the H.264 default).
 AMPLITUDE_MAX_FOR = {"lossless": 0.012, "h264": 0.018}
 STRENGTH_STEP = 1.5
-# Lossless outputs promise fidelity: the PSNR of the edited 8-bit file over whole frames is
-# kept at least this (the foundation issue's acceptance). Predicted in ``plan`` from the
-# pooled colours; within it the strength is raised, the correction spread as evenly as
-# needed and, for an edit, as much of the own pulse removed as fits (talking heads' facial
-# motion in the pulse band costs the most). H.264 outputs have no floor: the codec, not
-# fidelity, is their limit.
+# Lossless outputs promise fidelity, so their predicted PSNR over whole frames is kept at least
+# this; H.264 outputs have none, as the codec, not fidelity, is their limit (docs/ARCHITECTURE.md,
+# "A fidelity floor"; docs/BENCHMARKS.md, run V).
 MIN_PSNR_DB_FOR = {"lossless": 52.0, "h264": None}
 # Under the floor, ways to make the correction, tried in this order until one fits:
 # (evenness, fraction of the own pulse removed). Evenness blends each cell's share of the
@@ -80,28 +77,24 @@ MIN_PSNR_DB_FOR = {"lossless": 52.0, "h264": None}
 # everywhere: pooled over the face both stay whole, and a change costs the least fidelity
 # spread evenly (on talking heads the uneven shares and map follow facial motion).
 FIDELITY_STEPS = [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0)] + [(1.0, float(f)) for f in np.linspace(0.9, 0.0, 10)]
-# A predicted reading counts as right within this many bpm (the acceptance allows 3):
-# of a constant target over the whole clip, of a changing one averaged over 6 s windows.
+# A predicted reading counts as right within this many bpm, inside the 3 bpm the benchmark accepts
+# (docs/BENCHMARKS.md): of a constant target over the whole clip, of a changing one over 6 s windows.
 PREDICT_TOLERANCE_BPM = {"constant": 1.5, "changing": 2.0}
 MAX_PREDICT_WINDOWS = 60  # a changing target is checked on at most this many windows
 # The strength check reads the edited face two ways: through the skin mask, and as a reader
-# that only knows a face box averages it (the detector's box enlarged 1.5x, as rPPG-Toolbox
-# crops). The skin mask's box is 1.1-1.3x the Haar box (measured on the 14 benchmark clips),
-# so that crop is about 1.25x the mask's box.
+# that only knows a face box averages it: a square this many times the mask's box, about
+# rPPG-Toolbox's 1.5x detector box (docs/BENCHMARKS.md, run M).
 READER_BOX_SCALE = 1.25
 
-MIN_DURATION_S = 4.0
 # Half-width of the band kept around the own HR and its harmonic: wide enough for the
 # sidebands of breathing (0.1-0.4 Hz) and of heart-rate variability.
 OWN_BANDWIDTH_HZ = 0.45
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
-OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face's (BENCHMARKS run U)
-# Truncation to 8 bit (core SaveVideo) turns a change smaller than a grey level in every
-# channel into a whole level down or nothing, the same in R, G and B: a brightness flicker,
-# not a blood-volume colour change. Green carries the largest change in grey levels (skin
-# reflects it less, but the pulse is strongest there), so when its peak change is below one
-# level, the edit for a truncated output is made in whole levels (dark skin, dim video);
-# above it, truncation keeps the colour and plain float frames survive it better (runs T, U).
+OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face's (docs/BENCHMARKS.md, run U)
+# Truncation to 8 bit (core SaveVideo) turns a change under a grey level into a brightness
+# flicker, not a colour change, so for a truncated output whose peak green change (the largest)
+# is below this many levels the edit is made in whole levels (docs/ARCHITECTURE.md, "Outputs
+# that will be truncated"; docs/BENCHMARKS.md, runs T and U).
 WHOLE_LEVEL_BELOW = 1.0
 
 # Seconds of the clip's start (at least) that are kept (face region, uint8) to measure the codec on.
@@ -283,7 +276,7 @@ class PulseEditor:
             frames, face_mask = frames[with_face[0]:], face_mask[with_face[0]:]
             # Around the first face (so any chunking gives the same sample), with a wide
             # margin: it must hold 3 s of head motion, and x264's decisions near the face
-            # depend on its surroundings (a tight crop measured 10-20 % off the whole frame).
+            # depend on its surroundings (docs/ARCHITECTURE.md, "The codec's sample").
             self._sample_box = x0, y0, x1, y1 = sample_box(face_mask[:1], margin=0.75)
             self._sample = np.empty((self._sample_frames, y1 - y0, x1 - x0, 3), np.uint8)
             self._sample_mask = np.empty((self._sample_frames, y1 - y0, x1 - x0), np.uint8)
@@ -363,7 +356,8 @@ class PulseEditor:
         if self.robust_to == "lossless":
             # A cell's blood-volume pulse is in phase with the face's and at most a few times it;
             # larger or antiphase shares follow motion (talking, brows), whose removal costs
-            # PSNR. H.264 outputs keep them: removing that motion too read better after the codec.
+            # PSNR. H.264 outputs keep them, which reads better after the codec
+            # (docs/ARCHITECTURE.md, "Motion in step with the pulse").
             np.clip(cell_gain, 0.0, OWN_SHARE_MAX, out=cell_gain)
 
         @functools.cache
@@ -400,15 +394,14 @@ class PulseEditor:
             injected = _chaff(n_frames, self.fps, phases, self.band_bpm, rng)  # [T, 3]
             injected_hr = None
         # The colour direction is the physiological one that every model-based estimator
-        # assumes (PBV's signature, CHROM's and POS's projections). Measuring it per clip was
-        # tried and rejected: the mixture of skin and non-skin inside each cell skews it.
+        # assumes (PBV's signature, CHROM's and POS's projections), not a per-clip measurement,
+        # which the skin and non-skin mixed in each cell skews (docs/ARCHITECTURE.md, "Edit strength").
         # Blood volume up -> skin darker: negative sign on the colour change.
         # The injected pulse is divided by what the output path keeps of each channel, so the
         # saved file holds it along the blood-volume direction (the green amplitude stays
         # as chosen; a lossy path keeps ``codec_gain[1]`` of it). The own pulse is not: the
         # codec acts on the whole signal, the original's own pulse included, so removing
-        # exactly what was measured leaves none of it (subtracting own/gain over-subtracted:
-        # the own pulse rose by 9-18 dB in POS and PBV on synthetic clips, measured).
+        # exactly what was measured leaves none of it (docs/ARCHITECTURE.md, codec.py).
         codec_gain = self._codec_gain()
         colour = BLOOD_VOLUME_DIRECTION * codec_gain[1] / codec_gain
         if injected.ndim == 1:

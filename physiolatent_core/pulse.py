@@ -3,8 +3,9 @@
 Three pieces, used by the editor (the pulse to inject), by ``synth.py`` (the ground-truth
 pulse of a synthetic subject) and by the CLI (parsing ``--target-hr``):
 
-* :func:`parse_hr_target` turns what a user typed (``75``, ``"75"``, ``"70:120"``, knots)
-  into an :class:`HRTarget`; :func:`hr_curve` samples it per frame, in bpm.
+* :func:`parse_hr_target` turns what a user typed (``75``, ``"75"``, ``"70:120"``, knots
+  such as ``"0s=70, 5s=120"``) into an :class:`HRTarget`; :func:`hr_curve` samples it per
+  frame, in bpm. It is the one reader of that grammar: the CLI and the nodes call it.
 * :func:`ppg_waveform` is one beat of a photoplethysmogram as a function of phase.
 * :func:`synth_pulse` integrates the instantaneous heart rate into a beat phase, so HR
   trajectories keep a continuous waveform, and adds heart-rate variability (HRV) and
@@ -96,8 +97,46 @@ def _parse_number(text: str, what: str) -> float:
     except ValueError:
         raise InputError(
             f"{what} {text!r} is not a number; write a heart rate like 75, a ramp like "
-            f"70:120, or knots like [(0, 70), (5, 120)]."
+            f"70:120, or knots like '0s=70, 5s=120'."
         ) from None
+
+
+def _parse_text_knots(text: str) -> list[tuple[float, float]]:
+    """``"0s=70, 5s=120"`` / ``"0=70; 5=120"`` -> ``[(0.0, 70.0), (5.0, 120.0)]`` (time in seconds,
+    ``s`` suffix optional; parts separated by ``,`` or ``;``)."""
+    knots = []
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        t, _sep, bpm = part.partition("=")
+        try:
+            knots.append((float(t.strip().rstrip("sS")), float(bpm)))
+        except ValueError:
+            raise InputError(
+                f"HR knot {part.strip()!r} is not 'seconds=bpm'; write knots like '0s=70, 5s=120' "
+                "(or a ramp like '70:120')."
+            ) from None
+    return knots
+
+
+def _knots_target(spec, example: str) -> HRTarget:
+    """(time_s, bpm) pairs -> a "knots" HRTarget; ``example`` shows the caller's form in errors."""
+    try:
+        knots = np.asarray(spec, dtype=np.float64)
+    except (TypeError, ValueError):
+        knots = None
+    if knots is None or knots.ndim != 2 or knots.shape[1] != 2 or len(knots) == 0:
+        raise InputError(
+            f"HR knots must be a list of (time_s, bpm) pairs, got {spec!r}; for example {example}."
+        )
+    times = knots[:, 0]
+    if not np.all(np.isfinite(times)) or np.any(times < 0) or np.any(np.diff(times) <= 0):
+        raise InputError(
+            f"HR knot times must be finite, >= 0 and strictly increasing, got {times.tolist()}; "
+            f"for example {example}."
+        )
+    bpm = tuple(_check_bpm(float(b), f"HR knot at {t:g} s") for t, b in knots)
+    return HRTarget("knots", bpm, tuple(float(t) for t in times))
 
 
 def parse_hr_target(spec) -> HRTarget:
@@ -110,6 +149,8 @@ def parse_hr_target(spec) -> HRTarget:
               evenly spaced values;
             * a sequence of ``(t_s, bpm)`` pairs with increasing ``t_s >= 0``:
               piecewise-linear, held before the first and after the last knot;
+            * the same knots as text, ``"0s=70, 5s=120"`` or ``"0=70; 5=120"`` (time in
+              seconds ``=`` bpm, ``s`` optional, parts separated by ``,`` or ``;``);
             * an :class:`HRTarget` (returned unchanged).
 
     Returns:
@@ -125,31 +166,18 @@ def parse_hr_target(spec) -> HRTarget:
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         return HRTarget("constant", (_check_bpm(spec, "Target heart rate"),))
     if isinstance(spec, str):
+        if "=" in spec:
+            return _knots_target(_parse_text_knots(spec), "'0s=70, 5s=120'")
         parts = [p.strip() for p in spec.strip().split(":")]
         if len(parts) == 1:
             return HRTarget("constant", (_check_bpm(_parse_number(parts[0], "Target heart rate"), "Target heart rate"),))
         values = tuple(_check_bpm(_parse_number(p, "Ramp value"), "Ramp value") for p in parts)
         return HRTarget("ramp", values)
     if isinstance(spec, (list, tuple, np.ndarray)):
-        try:
-            knots = np.asarray(spec, dtype=np.float64)
-        except (TypeError, ValueError):
-            knots = None
-        if knots is None or knots.ndim != 2 or knots.shape[1] != 2 or len(knots) == 0:
-            raise InputError(
-                f"HR knots must be a list of (time_s, bpm) pairs, got {spec!r}; "
-                f"for example [(0, 70), (5, 120)]."
-            )
-        times = knots[:, 0]
-        if not np.all(np.isfinite(times)) or np.any(times < 0) or np.any(np.diff(times) <= 0):
-            raise InputError(
-                f"HR knot times must be finite, >= 0 and strictly increasing, got {times.tolist()}."
-            )
-        bpm = tuple(_check_bpm(float(b), f"HR knot at {t:g} s") for t, b in knots)
-        return HRTarget("knots", bpm, tuple(float(t) for t in times))
+        return _knots_target(spec, "[(0, 70), (5, 120)]")
     raise InputError(
         f"Cannot read a heart-rate target from {spec!r} ({type(spec).__name__}); give a number "
-        f"like 75, a ramp like '70:120', or knots like [(0, 70), (5, 120)]."
+        f"like 75, a ramp like '70:120', or knots like '0s=70, 5s=120' or [(0, 70), (5, 120)]."
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputError
 from .rppg import ColourTraces, check_fps, pulse_of, read_traces, resolve_methods
-from .rppg.hr import DEFAULT_BAND_BPM, check_duration, estimate_hr, power_spectrum, snr_db
+from .rppg.hr import DEFAULT_BAND_BPM, MIN_DURATION_S, check_duration, estimate_hr, power_spectrum, snr_db
 
 #: PSNR reported for identical clips (the true value is infinite, which JSON cannot hold).
 PSNR_CAP_DB = 100.0
@@ -152,7 +152,7 @@ def verify(
     true_hr_bpm=None,
     band_bpm=DEFAULT_BAND_BPM,
     ssim_frames: int = 6,
-    min_duration_s: float = 4.0,
+    min_duration_s: float = MIN_DURATION_S,
 ) -> dict:
     """Verification report for one (edited) clip.
 
@@ -213,7 +213,7 @@ def verify_traces(
     target_hr_bpm=None,
     true_hr_bpm=None,
     band_bpm=DEFAULT_BAND_BPM,
-    min_duration_s: float = 4.0,
+    min_duration_s: float = MIN_DURATION_S,
 ) -> dict:
     """:func:`verify` on colour traces (``rppg.ColourTraces`` from ``rppg.read_traces``, or
     mean-colour traces ``[T, 3]`` from ``rppg.extract_rgb``) instead of frames, for callers

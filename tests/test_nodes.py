@@ -154,6 +154,25 @@ def test_pulse_edit_trajectory_and_its_errors(clip):
             mask=mask, hr_trajectory="0s=70, later=110")
 
 
+def test_nodes_take_the_rules_from_the_library():
+    """HR trajectories are read by pulse.parse_hr_target, the minimum clip length is
+    rppg.MIN_DURATION_S and the reader names are rppg.METHODS."""
+    from physiolatent_core.pulse import parse_hr_target
+
+    (cond,) = run("PhysioLatentHRTrajectoryPrompt", trajectory="0s=70; 1s=110", fps=10.0, num_frames=20,
+                  template="{bpm}")
+    assert cond["spec"] == str(parse_hr_target([(0, 70), (1, 110)])) and cond["hr_bpm"] == pytest.approx(99.0)
+    names = NODES["PhysioLatentEstimateHR"].INPUT_TYPES()["required"]["method"][0]
+    assert names[0] == "pos" and sorted(names) == sorted(rppg.METHODS)
+    common = PACK.nodes._common
+    assert common.parse_methods("") == common.parse_methods("ALL") == list(rppg.METHODS)
+    assert common.parse_methods("POS; chrom") == ["pos", "chrom"]
+    frames = np.zeros((int(rppg.MIN_DURATION_S * FPS), 2, 2, 3), np.float32)
+    common.check_duration(frames, FPS, "Test")
+    with pytest.raises(InputError, match=r"Test needs at least 4 s of video \(80 frames"):
+        common.check_duration(frames[1:], FPS, "Test")
+
+
 def test_pulse_remove_lowers_the_pulse_snr(clip):
     images, fps, _hr, mask = clip
     removed, info = run("PhysioLatentPulseRemove", images=images, fps=fps, decoy_hr_bpm=0.0, robust_to="h264",

@@ -47,6 +47,28 @@ def test_parse_knots_piecewise_linear_and_held():
     assert curve[30] == 100 and curve[-1] == 100  # held after the last
 
 
+@pytest.mark.parametrize("spec", ["0s=70, 10s=110", "0=70; 10=110", " 0S=70 ;10 = 110, "])
+def test_parse_text_knots(spec):
+    target = parse_hr_target(spec)
+    assert target == parse_hr_target([(0, 70), (10, 110)])
+    assert target.kind == "knots" and target.times_s == (0.0, 10.0) and target.bpm == (70.0, 110.0)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("0s=70, later=110", r"knot 'later=110' is not 'seconds=bpm'.*'0s=70, 5s=120'"),
+        ("0s=70, 5s", r"knot '5s' is not 'seconds=bpm'"),
+        ("0s=70:90", r"knot '0s=70:90' is not 'seconds=bpm'"),
+        ("5s=70, 1s=80", r"strictly increasing, got \[5\.0, 1\.0\].*'0s=70, 5s=120'"),
+        ("0s=70, 5s=300", r"HR knot at 5 s 300\.0 is outside the allowed range 30-240"),
+    ],
+)
+def test_text_knot_errors_say_which_part_and_show_an_example(spec, match):
+    with pytest.raises(InputError, match=match):
+        parse_hr_target(spec)
+
+
 def test_parse_passes_target_through():
     target = HRTarget("constant", (80.0,))
     assert parse_hr_target(target) is target

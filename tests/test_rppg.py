@@ -106,6 +106,18 @@ def test_check_duration_says_how_long_is_needed():
         hr.check_duration(300, 0.0)
 
 
+def test_one_minimum_duration_and_reader_list():
+    import inspect
+
+    from physiolatent_core import editor, rppg, verify
+
+    assert rppg.MIN_DURATION_S == hr.MIN_DURATION_S == editor.MIN_DURATION_S == 4.0
+    for fn in (hr.check_duration, rppg.estimate, verify.verify, verify.verify_traces):
+        assert inspect.signature(fn).parameters["min_duration_s"].default == rppg.MIN_DURATION_S
+    assert set(rppg.DEFAULT_METHODS) <= set(rppg.METHODS)
+    assert rppg.resolve_methods(rppg.DEFAULT_METHODS) == list(rppg.DEFAULT_METHODS)
+
+
 def test_detrend_removes_trend_keeps_pulse():
     fps = 30.0
     t = np.arange(600) / fps

@@ -6,7 +6,8 @@
     pulse = ssr(colour_moments(frames, mask), fps)  # SSR: the skin pixels' colour distribution
     estimate(frames, fps, mask)                 # all of the above, for several methods
 
-``METHODS`` names every reader: the mean-colour ``ESTIMATORS`` and SSR. Streaming callers
+``METHODS`` names every reader: the mean-colour ``ESTIMATORS`` and SSR (``DEFAULT_METHODS``:
+the CLI's default few; ``resolve_methods`` checks names). Streaming callers
 keep a :class:`ColourTraces` per chunk (``read_traces``), join them and read any method
 from them (``pulse_of``).
 
@@ -23,13 +24,15 @@ import numpy as np
 from ..errors import InputError
 from . import hr
 from .estimators import ESTIMATORS
-from .hr import check_duration, estimate_hr, hr_over_time, power_spectrum, snr_db
+from .hr import MIN_DURATION_S, check_duration, estimate_hr, hr_over_time, power_spectrum, snr_db
 from .ssr import colour_moments, ssr
 from .traces import check_fps, extract_rgb
 
 __all__ = [
+    "DEFAULT_METHODS",
     "ESTIMATORS",
     "METHODS",
+    "MIN_DURATION_S",
     "ColourTraces",
     "check_duration",
     "colour_moments",
@@ -50,6 +53,8 @@ __all__ = [
 
 #: Every reader, by name: the mean-colour estimators, then SSR (pixel level).
 METHODS = (*ESTIMATORS, "ssr")
+#: The readers the CLI reports unless ``--methods`` names others (``None`` elsewhere means all).
+DEFAULT_METHODS = ("green", "chrom", "pos", "lgi", "omit")
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ def to_rgb_trace(frames_or_rgb, mask=None) -> np.ndarray:
     return extract_rgb(x, mask)
 
 
-def estimate(frames, fps, mask=None, methods=None, band_bpm=hr.DEFAULT_BAND_BPM, min_duration_s: float = 4.0) -> dict:
+def estimate(frames, fps, mask=None, methods=None, band_bpm=hr.DEFAULT_BAND_BPM,
+             min_duration_s: float = MIN_DURATION_S) -> dict:
     """Run several estimators on one clip.
 
     Args:

@@ -18,6 +18,9 @@ from .traces import check_fps
 DEFAULT_BAND_BPM: tuple[float, float] = (40.0, 180.0)
 #: rPPG-Toolbox's SNR band, 0.75-2.5 Hz.
 SNR_BAND_BPM: tuple[float, float] = (45.0, 150.0)
+#: Shortest clip, in seconds, that HR is read from (``check_duration``'s floor), everywhere:
+#: a few beats at 40 bpm, and enough for the 1.6 s estimator windows.
+MIN_DURATION_S = 4.0
 
 
 def _check_pulse(pulse) -> np.ndarray:
@@ -135,12 +138,13 @@ def hr_over_time(pulse, fps, window_s: float = 10.0, step_s: float = 1.0, band_b
     return times, hrs
 
 
-def check_duration(n_frames: int, fps, min_duration_s: float = 4.0, resolution_bpm: float | None = None) -> float:
+def check_duration(n_frames: int, fps, min_duration_s: float = MIN_DURATION_S,
+                   resolution_bpm: float | None = None) -> float:
     """Raise ``InputError`` when a clip is too short to estimate HR; return its duration in s.
 
     The FFT bin of a D-second clip is about 60 / D bpm before interpolation, so asking for
     ``resolution_bpm`` needs at least 60 / resolution_bpm seconds; ``min_duration_s`` is the
-    floor (4 s = a few beats at 40 bpm, and enough for the 1.6 s estimator windows).
+    floor (default ``MIN_DURATION_S``).
     """
     fps = check_fps(fps)
     duration = n_frames / fps
