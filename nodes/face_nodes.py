@@ -77,13 +77,12 @@ class FaceCrop:
         }}
 
     def run(self, images, fps, size, margin, fixed):
-        from physiolatent_core.face import crop_faces, face_mask
+        from physiolatent_core.face import face_crops
 
         frames = image_to_numpy(images)
-        mask, track = face_mask(frames, check_fps(fps))
-        crops, info = crop_faces(frames, track, size=int(size), margin=float(margin), fixed=bool(fixed))
-        crop = {"info": info, "track": track, "size": frames.shape[1:3], "num_frames": frames.shape[0]}
-        return numpy_to_image(crops), crop, numpy_to_mask(mask)
+        faces = face_crops(frames, check_fps(fps), int(size), margin=float(margin), fixed=bool(fixed))
+        crop = {"info": faces.info, "track": faces.track, "size": frames.shape[1:3], "num_frames": frames.shape[0]}
+        return numpy_to_image(faces.crops), crop, numpy_to_mask(faces.mask)
 
 
 class FaceUncrop:

@@ -14,6 +14,7 @@ from skimage import data
 
 from physiolatent_core import face
 from physiolatent_core.errors import FaceNotFoundError, InputError
+from physiolatent_core.face.detect import _iou as box_iou
 
 FPS = 30.0
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -38,7 +39,7 @@ def clip():
 
 
 def _iou(a, b):
-    return float(face._iou(np.asarray(a, float)[None], np.asarray(b, float))[0])
+    return float(box_iou(np.asarray(a, float)[None], np.asarray(b, float))[0])
 
 
 # ----------------------------------------------------------------------------- detection
@@ -312,6 +313,56 @@ def test_uncrop_validates(clip):
         face.uncrop_faces(crops[:, :32], info, frames[:4])
     with pytest.raises(InputError, match="cropped"):
         face.uncrop_faces(crops, info, frames[:4, :200])
+
+
+def test_crops_cut_chunk_by_chunk_equal_crop_faces(clip):
+    frames, track, _ = clip
+    crops, info = face.crop_faces(frames, track, size=64, margin=0.3, fixed=True)
+    squares = face.crop_squares(track, 0.3, fixed=True)
+    np.testing.assert_array_equal(squares, info.boxes)
+    chunks = [face.cut_crops(frames[s : s + 9], squares[s : s + 9], 64) for s in range(0, len(frames), 9)]
+    np.testing.assert_array_equal(np.concatenate([c for c, _ in chunks]), crops)
+    back = face.uncrop_faces(chunks[1][0], chunks[1][1], frames[9:18])
+    np.testing.assert_array_equal(back, face.uncrop_faces(crops, info, frames)[9:18])
+    with pytest.raises(InputError, match="squares"):
+        face.cut_crops(frames[:4], squares[:3], 64)
+    with pytest.raises(InputError, match="margin"):
+        face.crop_squares(track, 5.0)
+
+
+def test_face_crops_tracks_masks_and_crops_like_the_parts(clip):
+    frames, track, mask = clip
+    t, h, w = frames.shape[:3]
+    fc = face.face_crops(frames, FPS, 64)  # tracks and masks the clip itself
+    assert fc.crops.shape == (t, 64, 64, 3) and fc.crops.dtype == np.float32
+    assert fc.mask.shape == (t, h, w) and fc.info.boxes.shape == (t, 4)
+    assert fc.mask_crops.shape == (t, 64, 64) and fc.mask_crops.dtype == np.float32
+    assert np.all(fc.info.boxes == fc.info.boxes[0])  # fixed by default: one still crop
+    np.testing.assert_array_equal(fc.track.boxes, track.boxes)
+    np.testing.assert_array_equal(fc.mask, mask)
+    crops, info = face.crop_faces(frames, track, size=64, fixed=True)
+    np.testing.assert_array_equal(fc.crops, crops)
+    np.testing.assert_array_equal(fc.info.boxes, info.boxes)
+    assert (fc.info.frame_size, fc.info.size) == (info.frame_size, info.size)
+    # The mask is cropped along the same squares as the frames.
+    mask_crops, _ = face.crop_faces(np.repeat(mask[..., None], 3, axis=-1), track, size=64, fixed=True)
+    np.testing.assert_array_equal(fc.mask_crops, mask_crops[..., 0])
+    assert 0.05 < fc.mask_crops.mean() < 0.9
+
+
+def test_face_crops_uses_the_track_and_mask_it_is_given(clip):
+    frames, track, mask = clip
+    given = np.zeros_like(mask)
+    given[:, 40:120, 100:200] = 1.0
+    fc = face.face_crops(frames, FPS, 48, track=track, mask=given, margin=0.5, fixed=False)
+    assert fc.track is track and fc.mask is given
+    crops, info = face.crop_faces(frames, track, size=48, margin=0.5, fixed=False)
+    np.testing.assert_array_equal(fc.crops, crops)
+    np.testing.assert_array_equal(fc.info.boxes, info.boxes)
+    mask_crops, _ = face.crop_faces(np.repeat(given[..., None], 3, axis=-1), track, size=48, margin=0.5)
+    np.testing.assert_array_equal(fc.mask_crops, mask_crops[..., 0])
+    with pytest.raises(InputError, match="mask"):
+        _ = face.face_crops(frames, FPS, 48, track=track, mask=mask[:, :100]).mask_crops
 
 
 # ----------------------------------------------------------------------------- composite

@@ -57,24 +57,18 @@ def crop_window(
     Args:
         frames: ``[T, H, W, 3]`` float32 0..1.
         mask: optional ``[T, H, W]`` skin mask that came with the data.
-        crop: ``"face"`` (face.track_face + crop_faces with one fixed box, and the
-            face skin mask when ``mask`` is None), ``"center"`` (central square) or
+        crop: ``"face"`` (``face.face_crops``: the tracked face with one fixed box, and
+            the face skin mask when ``mask`` is None), ``"center"`` (central square) or
             ``"none"`` (resize the whole frame).
     Returns: ``(crops [T,S,S,3], mask [T,S,S] or None)``.
     """
     if crop not in CROP_MODES:
         raise InputError(f"crop must be one of {CROP_MODES}; got {crop!r}.")
     if crop == "face":
-        from .. import face  # noqa: PLC0415 - helper "face"; only needed for real videos
+        from ..face import face_crops  # noqa: PLC0415 - only needed for real videos
 
-        track = face.track_face(frames, fps)
-        if mask is None:
-            mask = face.skin_mask(frames, track)
-        crops, _ = face.crop_faces(frames, track, size=size, fixed=True)
-        # crop the mask with the same box: stack it as an image so crop_faces handles it
-        mask3 = np.repeat(mask[..., None], 3, axis=-1).astype(np.float32)
-        mask_crops, _ = face.crop_faces(mask3, track, size=size, fixed=True)
-        return np.asarray(crops, dtype=np.float32), np.asarray(mask_crops[..., 0], dtype=np.float32)
+        faces = face_crops(frames, fps, size, mask=mask)
+        return faces.crops, faces.mask_crops
     if crop == "center":
         frames = _center_square(frames)
         mask = None if mask is None else _center_square(mask)
