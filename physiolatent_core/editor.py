@@ -53,7 +53,7 @@ from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
 from .rppg import ESTIMATORS
 from .rppg.hr import MIN_DURATION_S, check_duration, estimate_hr, hr_over_time
 from .rppg.traces import fill_gaps
-from .video import DitherState, add_in_whole_levels, quantize_to_uint8
+from .video.quantise import DitherState, add_in_whole_levels, quantize_to_uint8
 
 # Blood-volume pulse direction in normalised RGB (de Haan & van Leest 2014), scaled so
 # the green component is 1: the colour change per unit green change.

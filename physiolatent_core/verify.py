@@ -364,18 +364,10 @@ def figure_to_image(fig) -> np.ndarray:
 def save_figure(fig, path, dpi: int | None = None, overwrite: bool = False) -> str:
     """Write ``fig`` to ``path`` (format from the extension, PNG when there is none) atomically:
     a temp file in the same folder is renamed into place, so a failure leaves nothing behind."""
+    from .atomic import atomic_path  # noqa: PLC0415
+
     out = Path(path)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass overwrite=True or choose another path.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=suffix.lstrip(".").lower(), dpi=dpi)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format=(out.suffix or ".png").lstrip(".").lower(), dpi=dpi)
     return str(out)

@@ -27,6 +27,8 @@ from physiolatent_core.video import (
     to_float,
     write_video,
 )
+from physiolatent_core.video.quantise import _TileDither
+from physiolatent_core.video.write import _RGB_TO_YCBCR, _rgb_to_ycbcr420
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -88,8 +90,8 @@ def test_ycbcr420_is_bt709_limited_range_with_2x2_mean_chroma():
     # OpenCV's fast paths (bilinear at half size, 3-row transform) against float64 arithmetic.
     rng = np.random.default_rng(1)
     rgb = rng.uniform(0, 1, (6, 10, 3)).astype(np.float32)
-    luma, cb, cr = video._rgb_to_ycbcr420(rgb)
-    matrix = video._RGB_TO_YCBCR.astype(np.float64)
+    luma, cb, cr = _rgb_to_ycbcr420(rgb)
+    matrix = _RGB_TO_YCBCR.astype(np.float64)
     full = rgb.astype(np.float64) @ matrix[:, :3].T + matrix[:, 3]
     np.testing.assert_allclose(luma, full[..., 0], atol=1e-4)
     means = full.reshape(3, 2, 5, 2, 3).mean(axis=(1, 3))
@@ -100,7 +102,7 @@ def test_ycbcr420_is_bt709_limited_range_with_2x2_mean_chroma():
 def test_tile_dither_steps_whole_tiles_and_keeps_the_tile_mean():
     # A flat plane 0.3 level above 100 with a frame size that is no multiple of the tile:
     # the tiles step by whole levels, and over time each tile averages the wanted value.
-    dither = video._TileDither(tile=8, seed=0)
+    dither = _TileDither(tile=8, seed=0)
     planes = np.stack([dither(np.full((20, 30), 100.3, np.float32)) for _ in range(200)]).astype(float)
     assert set(np.unique(planes)) <= {100.0, 101.0}
     assert np.all(planes[:, :8, :8] == planes[:, :1, :1])  # a tile moves as a whole
@@ -232,7 +234,7 @@ def test_mp4_roundtrip_fps_count_and_colour(tmp_path):
 
 def test_h264_encodes_are_reproducible(tmp_path):
     # x264's AVX-512 code gave a different file for the same frames at some widths (260 here);
-    # video._x264_options keeps it off on such CPUs.
+    # video.write._x264_options keeps it off on such CPUs.
     from physiolatent_core.synth import synth_subject
 
     clip = synth_subject(duration_s=2.0, fps=30.0, size=(200, 260), seed=4).frames

@@ -150,6 +150,8 @@ def save_adapter(path, adapter: PhysioLatentAdapter, vae: VAE) -> None:
     """Write the adapter's weights + config + the VAE fingerprint to one .safetensors file (atomic)."""
     from safetensors.torch import save_file
 
+    from ..atomic import atomic_path
+
     sd = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
     metadata = {
         "format": ADAPTER_FORMAT,
@@ -158,9 +160,8 @@ def save_adapter(path, adapter: PhysioLatentAdapter, vae: VAE) -> None:
         "vae_fingerprint": vae_fingerprint(vae),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file(sd, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata=metadata)
 
 
 def load_adapter(path, vae: VAE, clip_model=None, tokenizer=None, clip_path=None, tokenizer_path=None,
