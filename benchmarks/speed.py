@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 
 from physiolatent_core import editor, face, video  # noqa: E402
+from physiolatent_core.editors import run_editor  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
 
 
@@ -116,14 +117,9 @@ def speed_640(args):
     work = frames.copy()
 
     def core(robust_to):
-        # As the CLI streams it: 64-frame chunks, edited in place (the decoder's fresh chunks).
-        ed = editor.PulseEditor(fps, "edit", target=100, robust_to=robust_to)
-        for s in range(0, n, 64):
-            ed.observe(frames[s : s + 64], mask[s : s + 64])
-        ed.plan()
-        for s in range(0, n, 64):
-            np.copyto(work[s : s + 64], frames[s : s + 64])  # a fresh chunk, as decoded
-            ed.apply(work[s : s + 64], mask[s : s + 64], s, inplace=True)
+        # As the pipeline streams it: chunks edited in place (the decoder's fresh chunks).
+        np.copyto(work, frames)
+        run_editor(editor.PulseEditor(fps, "edit", target=100, robust_to=robust_to), work, mask, inplace=True)
 
     for robust_to in ("lossless", "h264"):
         (t_core, c_core) = median_time(lambda: core(robust_to), args.repeats)

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from physiolatent_core.errors import InputError
 
 from ._common import (Progress, check_duration, check_fps, image_to_numpy, json_summary, mask_to_numpy,
                       numpy_to_image)
 
 CATEGORY = "PhysioLatent/Edit"
-CHUNK_FRAMES = 64  # frames per streaming step: progress and interrupts between steps
 
 _FPS = ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
                   "tooltip": "Frame rate of the clip (connect Get Video Components' fps). The pulse is timed with it."})
@@ -38,27 +35,19 @@ _SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_genera
 
 
 def _run_editor(editor, frames, mask, fps, extra: dict):
-    """Stream the editor over the clip in chunks: observe all, plan, apply all.
+    """Run ``editor`` over the clip with the library's chunked loop (``editors.run_editor``,
+    the one the command line's pipeline also uses); the face is found here when no mask
+    is connected. frames [T,H,W,3], mask [T,H,W] or None. Returns (IMAGE, info JSON)."""
+    from physiolatent_core.editors import chunk_starts, run_editor
 
-    frames [T,H,W,3], mask [T,H,W] or None (then the face is found here).
-    Returns (IMAGE, info JSON).
-    """
-    chunks = range(0, frames.shape[0], CHUNK_FRAMES)
-    progress = Progress(2 * len(chunks) + 2)
+    progress = Progress(2 * len(chunk_starts(frames.shape[0], editor)) + 2)
+    track = None
     if mask is None:
         from physiolatent_core.face import face_mask
 
-        mask, _track = face_mask(frames, fps)
+        mask, track = face_mask(frames, fps)
     progress.update(1)
-    for s in chunks:
-        editor.observe(frames[s:s + CHUNK_FRAMES], mask[s:s + CHUNK_FRAMES])
-        progress.update(1)
-    editor.plan()
-    progress.update(1)
-    out = np.empty_like(frames)
-    for s in chunks:
-        out[s:s + CHUNK_FRAMES] = editor.apply(frames[s:s + CHUNK_FRAMES], mask[s:s + CHUNK_FRAMES], s)
-        progress.update(1)
+    out = run_editor(editor, frames, mask, track, step=lambda: progress.update(1))
     info = {**extra, **json_summary(editor.info)}
     return numpy_to_image(out), json.dumps(info, indent=1, default=str)
 

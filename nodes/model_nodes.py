@@ -10,8 +10,10 @@ Types passed between these nodes:
     PHYSIO_COND     dict {"hr_bpm": float (the rate the network is conditioned on),
                           "hr_curve": np.ndarray [T] or None (trajectory prompts),
                           "spec": str, "text": str, "clip_pooled": torch [1,768] or None}
-    LATENT          ComfyUI's {"samples": [1,16,T',h,w]} plus "physio_frames": T, the
-                    frame count before the VAE's 1+8k padding (decode crops back to it)
+    LATENT          ComfyUI's {"samples": [1,16,T',h,w]} plus "physio_frames": T and
+                    "physio_windows": [(latent frames, frames, context frames)] per
+                    temporal window (network_editor.window_spans, the windows the command
+                    line uses), "samples" being the windows' latents one after another
 
 The network conditions one heart rate per clip (c [B, dim]); a trajectory prompt is
 reduced to its mean rate for it (use the training-free Pulse Edit for changing rates).
@@ -25,7 +27,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from einops import rearrange
 from torch import nn
 
 from physiolatent_core.errors import InputError, ModelFileError
@@ -261,7 +262,8 @@ class VAEEncode3D:
     FUNCTION = "encode"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("{'samples': [1,16,T',h,w], 'physio_frames': T}",)
+    OUTPUT_TOOLTIPS = ("{'samples': [1,16,T',h,w] (the windows' latents in turn), 'physio_frames': T, "
+                       "'physio_windows': [...]}",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -271,23 +273,28 @@ class VAEEncode3D:
         }}
 
     def encode(self, images, vae):
+        from physiolatent_core.network_editor import encode_crops, window_spans
+
         frames = image_to_numpy(images)
         t, h, w = frames.shape[:3]
         if h % vae.spatial_ratio or w % vae.spatial_ratio:
             raise InputError(f"VAE Encode needs frame sides that are multiples of {vae.spatial_ratio}; got {w}x{h}. "
                              "Set Face Crop's size to a multiple of 8.")
         device = torch_device()
-        video = rearrange(torch.from_numpy(frames), "t h w c -> 1 c t h w") * 2 - 1  # [-1, 1]
-        progress = Progress(1)
+        spans = window_spans(t)  # the windows the command line's network editor uses
+        progress = Progress(len(spans))
+        latents = []
         try:
             _to(vae, device)
             with torch.inference_mode():
-                z = vae.encode(video.to(device))
+                for span in spans:
+                    latents.append(encode_crops(vae, frames[span.source:span.stop], device).to(intermediate_device()))
+                    progress.update(1)
         finally:
             _to(vae, "cpu")
             free_memory()
-        progress.update(1)
-        return ({"samples": z.float().to(intermediate_device()), "physio_frames": t},)
+        windows = [(z.shape[2], span.stop - span.source, span.context) for z, span in zip(latents, spans)]
+        return ({"samples": torch.cat(latents, dim=2), "physio_frames": t, "physio_windows": windows},)
 
 
 class SpatioTemporalFusion:
@@ -308,19 +315,21 @@ class SpatioTemporalFusion:
         }}
 
     def fuse(self, latent, condition, adapter):
-        z = _latent_samples(latent, adapter)
+        from physiolatent_core.network_editor import fuse_latent
+
         device = torch_device()
         progress = Progress(1)
         try:
             adapter.to(device)
             with torch.inference_mode():
                 c = _condition(adapter, condition, device)
-                z2 = adapter.fusion(z.to(device), c)
+                fused = [fuse_latent(adapter, z.to(device), c).to(intermediate_device())
+                         for z in _latent_windows(latent, adapter)]
         finally:
             adapter.to("cpu")
             free_memory()
         progress.update(1)
-        return ({**latent, "samples": z2.float().to(intermediate_device())},)
+        return ({**latent, "samples": torch.cat(fused, dim=2)},)
 
 
 class FiLMDecode:
@@ -343,27 +352,29 @@ class FiLMDecode:
 
     def decode(self, latent, condition, adapter, vae):
         from physiolatent_core.model import PhysioLatent
+        from physiolatent_core.network_editor import decode_latent
 
-        z = _latent_samples(latent, adapter)
         if adapter.film is not None and adapter.film.vae is not vae:
             raise InputError("FiLM Decode got a different VAE from the one the adapter was loaded with: connect the "
                              "same Load 3D Causal VAE to both.")
         device = torch_device()
         model = PhysioLatent(vae, adapter)
-        progress = Progress(1)
+        windows = _latent_windows(latent, adapter)
+        progress = Progress(len(windows))
+        crops = []
         try:
             _to(vae, device)
             adapter.to(device)
             with torch.inference_mode():
                 c = _condition(adapter, condition, device)
-                video = model.decode(z.to(device), c, num_frames=latent.get("physio_frames"))
+                for z, (_, frames, context) in zip(windows, latent["physio_windows"]):
+                    crops.append(decode_latent(model, z.to(device), c, frames, context))
+                    progress.update(1)
         finally:
             _to(vae, "cpu")
             adapter.to("cpu")
             free_memory()
-        progress.update(1)
-        frames = rearrange((video.float().cpu().clamp(-1, 1) + 1) / 2, "1 c t h w -> t h w c")
-        return (numpy_to_image(frames.numpy()),)
+        return (numpy_to_image(np.concatenate(crops)),)
 
 
 def _to(vae, device) -> None:
@@ -371,9 +382,11 @@ def _to(vae, device) -> None:
     nn.Module.to(vae.model, device=device)
 
 
-def _latent_samples(latent, adapter) -> torch.Tensor:
+def _latent_windows(latent, adapter) -> list[torch.Tensor]:
+    """The LATENT of VAE Encode (3D causal), split into its windows' latents [1,16,t',h,w]."""
     z = latent.get("samples") if isinstance(latent, dict) else None
-    if not isinstance(z, torch.Tensor) or z.ndim != 5:
+    windows = latent.get("physio_windows") if isinstance(latent, dict) else None
+    if not isinstance(z, torch.Tensor) or z.ndim != 5 or not windows:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise InputError(f"Expected a video latent [1,16,T',h,w] from VAE Encode (3D causal); got {shape}. "
                          "Latents from core VAE Encode or other models do not work here.")
@@ -381,7 +394,7 @@ def _latent_samples(latent, adapter) -> torch.Tensor:
     if z.shape[1] != want:
         raise InputError(f"The latent has {z.shape[1]} channels but the adapter expects {want}: encode with the "
                          "CogVideoX VAE the adapter was trained with.")
-    return z
+    return list(torch.split(z, [w[0] for w in windows], dim=2))
 
 
 def _dtype(name: str, device: torch.device) -> torch.dtype:

@@ -121,7 +121,8 @@ class _Plan:
 
 
 class PulseEditor:
-    """Streaming editor. ``observe`` all chunks, ``plan()``, then ``apply`` all chunks.
+    """Streaming editor (``editors.ChunkEditor``). ``observe`` all chunks, ``plan()``,
+    then ``apply`` all chunks, of any length.
 
     Args:
         fps: frame rate of the clip.
@@ -151,6 +152,8 @@ class PulseEditor:
             levels, dithered over time (``video.add_in_whole_levels``), so that truncation
             keeps it; ``apply`` then takes the chunks in order (``info["whole_levels"]``).
     """
+
+    chunk_frames: int | None = None  # apply takes chunks of any length (editors.ChunkEditor)
 
     def __init__(
         self,
@@ -314,8 +317,11 @@ class PulseEditor:
         return self._gain
 
     # ---------------------------------------------------------------- plan
-    def plan(self) -> dict:
-        """Estimate the own pulse and build the per-cell correction. Returns info."""
+    def plan(self, track=None) -> dict:
+        """Estimate the own pulse and build the per-cell correction. Returns info.
+
+        ``track`` is accepted for the editor protocol (``editors.ChunkEditor``) and not
+        needed: the face masks observed carry the face's position."""
         if not self._colours:
             raise InputError("no frames were observed: the clip is empty.")
         colours = np.concatenate(self._colours)  # [T, K, 3]
@@ -620,15 +626,16 @@ def remove_pulse(
 
 
 def _run(frames, fps, face_mask, editor: PulseEditor) -> EditResult:
+    from .editors import run_editor
+
     frames = _as_frames(frames)
+    track = None
     if face_mask is None:
         from .face import face_mask as compute_face_mask
 
-        face_mask, _ = compute_face_mask(frames, fps)
+        face_mask, track = compute_face_mask(frames, fps)
     face_mask = np.asarray(face_mask, dtype=np.float32)
-    editor.observe(frames, face_mask)
-    editor.plan()
-    return EditResult(frames=editor.apply(frames, face_mask, 0), face_mask=face_mask, info=editor.info)
+    return EditResult(frames=run_editor(editor, frames, face_mask, track), face_mask=face_mask, info=editor.info)
 
 
 # -------------------------------------------------------------------- helpers

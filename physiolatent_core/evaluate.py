@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from .atomic import atomic_path
 from .errors import InputError
 
 __all__ = ["add_evaluate_arguments", "evaluate_windows", "format_tables", "main_evaluate", "plot_psd"]
@@ -227,10 +227,9 @@ def plot_psd(spectra: list[dict], out_dir) -> list[Path]:
         ax.set_title(f"window {s['window']} ({s['fps']:.1f} fps)")
         fig.tight_layout()
         path = Path(out_dir) / f"psd_{s['window']}.png"
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
-        os.replace(tmp, path)
         paths.append(path)
     return paths
 
@@ -254,9 +253,8 @@ def write_report(results: dict, out_dir) -> dict:
     summary = summarize(results)
     payload = {"summary": summary, **{k: v for k, v in results.items() if k != "psd"}}
     for name, text in (("results.json", json.dumps(payload, indent=1)), ("tables.md", format_tables(summary))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text)
     plot_psd(results["psd"], out)
     return summary
 

@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .errors import InputError, ModelFileError
 
 __all__ = [
@@ -266,19 +266,16 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, rng: np.random.G
 
     ckpt_root = run_dir / "checkpoints"
     final = ckpt_root / f"step_{step:07d}"
-    tmp = ckpt_root / f".tmp_step_{step:07d}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_adapter(tmp / "adapter.safetensors", model.adapter, model.vae)
-    tensors, meta = _optimizer_to_tensors(optimizer)
-    tensors["rng.torch_cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.torch_cuda"] = torch.cuda.get_rng_state()
-    save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"meta": json.dumps(meta)})
-    (tmp / "state.json").write_text(json.dumps({"step": step, "numpy_rng": rng.bit_generator.state}))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(final) as tmp:  # a folder: the checkpoint appears whole or not at all
+        tmp.mkdir()
+        save_adapter(tmp / "adapter.safetensors", model.adapter, model.vae)
+        tensors, meta = _optimizer_to_tensors(optimizer)
+        tensors["rng.torch_cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.torch_cuda"] = torch.cuda.get_rng_state()
+        save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"meta": json.dumps(meta)})
+        (tmp / "state.json").write_text(json.dumps({"step": step, "numpy_rng": rng.bit_generator.state}))
     for old in sorted(ckpt_root.glob("step_*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -500,10 +497,9 @@ def plot_losses(log_csv, out_png) -> Path:
     axes[1].set_xlabel("step"), axes[1].set_yscale("log"), axes[1].legend(), axes[1].set_title("fidelity, curriculum")
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out_png)
     return out_png
 
 

@@ -14,8 +14,6 @@ matplotlib and scikit-image are imported inside the functions that need them.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np

@@ -1,11 +1,12 @@
-"""edit_with_model end to end on a short synthetic subject (tiny VAE, untrained adapter)."""
+"""network_editor.edit_with_model end to end on a short synthetic subject (tiny VAE, untrained adapter)."""
 
 import numpy as np
 import pytest
 import torch
 
 from physiolatent_core.errors import InputError
-from physiolatent_core.model import PhysioLatent, PhysioLatentAdapter, adapter_config_tiny, build_vae, edit_with_model, tiny_vae_config
+from physiolatent_core.model import PhysioLatent, PhysioLatentAdapter, adapter_config_tiny, build_vae, tiny_vae_config
+from physiolatent_core.network_editor import edit_with_model
 
 synth = pytest.importorskip("physiolatent_core.synth")
 face = pytest.importorskip("physiolatent_core.face")
@@ -26,7 +27,7 @@ def test_edit_replaces_only_the_masked_face(clip, model):
     frames = clip.frames[:15]
     mask = clip.skin_mask[:15].astype(np.float32)
     res = edit_with_model(frames, clip.fps, 100.0, model, face_mask=mask, crop_size=32,
-                          window_frames=9, overlap_frames=3)
+                          window_frames=9, context_frames=3)
     assert res.frames.shape == frames.shape and res.frames.dtype == np.float32
     outside = mask == 0
     assert outside.any() and np.array_equal(res.frames[outside], frames[outside])  # untouched outside the mask

@@ -5,7 +5,9 @@ Modules (one idea each):
   text.py          HR condition c from "Heart rate {hr} bpm" (CLIP) and/or numeric bpm
   fusion.py        latent fusion z' = F(z, c): (2+1)D conv + divided space-time attention
   film.py          FiLM in the decoder + trainable conv_out
-  physiolatent.py  the adapter, the full model, adapter files, edit_with_model
+  physiolatent.py  the adapter, the full model, adapter files
+
+Editing a clip with the network (windows, crops, streaming) is ``network_editor.py``'s.
 
 Importing this package imports torch but not diffusers/transformers (they load lazily
 when a VAE or CLIP model is built).
@@ -15,12 +17,10 @@ from .film import FiLMDecoder
 from .fusion import FusionConfig, LatentFusion, fusion_config_base, fusion_config_tiny
 from .physiolatent import (
     AdapterConfig,
-    ModelEditResult,
     PhysioLatent,
     PhysioLatentAdapter,
     adapter_config_base,
     adapter_config_tiny,
-    edit_with_model,
     load_adapter,
     save_adapter,
 )
@@ -37,9 +37,9 @@ from .vae import (
 )
 
 __all__ = [
-    "AdapterConfig", "FiLMDecoder", "FusionConfig", "HRConditioner", "LatentFusion", "ModelEditResult",
+    "AdapterConfig", "FiLMDecoder", "FusionConfig", "HRConditioner", "LatentFusion",
     "PhysioLatent", "PhysioLatentAdapter", "VAE", "adapter_config_base", "adapter_config_tiny", "build_vae",
-    "check_hr_bpm", "cogvideox_vae_config", "edit_with_model", "fusion_config_base", "fusion_config_tiny",
+    "check_hr_bpm", "cogvideox_vae_config", "fusion_config_base", "fusion_config_tiny",
     "load_adapter", "load_clip_text_model", "load_clip_tokenizer", "load_vae", "map_windows", "save_adapter",
     "save_vae", "tiny_vae_config", "vae_fingerprint",
 ]

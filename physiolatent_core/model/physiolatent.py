@@ -7,8 +7,8 @@
 
 At initialisation the adapter is the identity on the latent and FiLM is (1, 0), so
 `PhysioLatent(vae, adapter)(v, hr)` equals the plain VAE reconstruction. The face mask
-compositing (v_hat inside M, v outside) is done by the caller: `edit_with_model` at
-inference, the training loop for the losses.
+compositing (v_hat inside M, v outside) is done by the caller: `network_editor.NetworkEditor`
+at inference, the training loop for the losses.
 
 Public API
 ----------
@@ -22,9 +22,6 @@ PhysioLatent(vae, adapter)
     trainable_parameters() -> list[nn.Parameter]
 save_adapter(path, adapter, vae) / load_adapter(path, vae, clip_model=None, tokenizer=None, ...) -> adapter
     safetensors, metadata: format, format_version, config (JSON), vae_fingerprint.
-edit_with_model(frames [T,H,W,3] 0..1, fps, target_hr_bpm, model, face_mask=None, crop_size=256,
-                mode="edit"|"remove", device="cpu", dtype=torch.float32, window_frames=49,
-                overlap_frames=8, track=None) -> ModelEditResult
 
 Removal mode: `remove=True` selects the conditioner's learned remove embedding instead
 of an HR condition (see text.py); the training loop teaches it with a removal loss.
@@ -33,19 +30,17 @@ of an HR condition (see text.py); the training loop teaches it with a removal lo
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError, ModelFileError
 from .film import FiLMDecoder
 from .fusion import FusionConfig, LatentFusion, fusion_config_base, fusion_config_tiny
-from .text import HRConditioner, check_hr_bpm
-from .vae import VAE, map_windows, vae_fingerprint
+from .text import HRConditioner
+from .vae import VAE, vae_fingerprint
 
 ADAPTER_FORMAT = "physiolatent-adapter"
 ADAPTER_FORMAT_VERSION = 1
@@ -203,100 +198,3 @@ def load_adapter(path, vae: VAE, clip_model=None, tokenizer=None, clip_path=None
         raise ModelFileError(f"{path.name} does not match its own config: missing {result.missing_keys[:3]}, "
                              f"unexpected {result.unexpected_keys[:3]}. The file is damaged; re-export it.")
     return adapter.to(device) if device is not None else adapter
-
-
-# --------------------------------------------------------------------------- inference
-
-
-@dataclass
-class ModelEditResult:
-    """Output of `edit_with_model` (mirrors editor.EditResult's main fields)."""
-
-    frames: np.ndarray  # [T,H,W,3] float32 0..1
-    mask: np.ndarray  # [T,H,W] float32, where the decoder output was composited
-    fps: float
-    target_hr_bpm: float | None
-    mode: str
-    info: dict = field(default_factory=dict)
-
-
-def _to_video_tensor(crops: np.ndarray) -> torch.Tensor:
-    """[T,S,S,3] 0..1 -> [1,3,T,S,S] in [-1,1] (float32, CPU)."""
-    return torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).permute(3, 0, 1, 2)[None] * 2 - 1
-
-
-def edit_with_model(
-    frames: np.ndarray,
-    fps: float,
-    target_hr_bpm: float | None,
-    model: PhysioLatent,
-    face_mask: np.ndarray | None = None,
-    crop_size: int = 256,
-    mode: str = "edit",
-    device="cpu",
-    dtype: torch.dtype = torch.float32,
-    window_frames: int = 49,
-    overlap_frames: int = 8,
-    track=None,
-) -> ModelEditResult:
-    """Edit (or remove) the pulse of a face video with a trained PhysioLatent model.
-
-    frames [T,H,W,3] float32 0..1 -> face track -> fixed-size face crops [T,S,S,3] ->
-    per temporal window (49 frames, 8 overlap, cross-faded): encode -> fuse -> FiLM
-    decode, on `device` in `dtype`, under inference_mode -> uncrop -> composite inside
-    `face_mask` (default: face.skin_mask of the track). Memory is bounded by one window
-    on the device; the crops of the whole clip live on the host.
-    """
-    from .. import face as face_mod  # lazy: face.py pulls OpenCV
-
-    if mode not in ("edit", "remove"):
-        raise InputError(f"mode must be 'edit' or 'remove'; got {mode!r}.")
-    frames = np.asarray(frames, dtype=np.float32)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InputError(f"frames must be [T,H,W,3] float 0..1; got shape {frames.shape}.")
-    if not fps or fps <= 0:
-        raise InputError(f"fps must be positive; got {fps}.")
-    if mode == "edit":
-        if target_hr_bpm is None:
-            raise InputError("mode='edit' needs target_hr_bpm (e.g. 90).")
-        check_hr_bpm(target_hr_bpm)
-    if crop_size % model.vae.spatial_ratio:
-        raise InputError(f"crop_size must be a multiple of {model.vae.spatial_ratio}; got {crop_size}.")
-
-    if track is None:
-        track = face_mod.track_face(frames, fps)
-    if face_mask is None:
-        face_mask = face_mod.skin_mask(frames, track)
-    crops, crop_info = face_mod.crop_faces(frames, track, size=crop_size, fixed=True)
-
-    nn.Module.to(model.vae.model, device=device, dtype=dtype)  # note: moves the caller's VAE
-    model.adapter.to(device)
-    remove = mode == "remove"
-    hr = torch.tensor([target_hr_bpm if not remove else 60.0], dtype=torch.float32, device=device)
-
-    def run_window(v: torch.Tensor) -> torch.Tensor:
-        v = v.to(device=device, dtype=dtype)
-        z = model.vae.encode(v)
-        c = model.condition(hr, remove)
-        return model.decode(model.fuse(z, c), c, num_frames=v.shape[2]).float().cpu()
-
-    video = _to_video_tensor(crops)
-    try:
-        with torch.inference_mode():
-            out = map_windows(video, run_window, window_frames, overlap_frames)
-    except torch.OutOfMemoryError as exc:
-        raise InputError(f"Out of GPU memory editing {crop_size}x{crop_size} crops in {window_frames}-frame windows "
-                         f"({exc}). Use a smaller crop_size (e.g. 128), a shorter window_frames (e.g. 25), "
-                         "dtype=torch.bfloat16, or run on a GPU with more memory.") from exc
-    edited_crops = ((out[0].permute(1, 2, 3, 0).numpy() + 1) / 2).clip(0, 1).astype(np.float32)
-    edited = face_mod.uncrop_faces(edited_crops, crop_info, frames)
-    result = face_mod.composite(frames, edited, face_mask)
-    return ModelEditResult(
-        frames=np.asarray(result, dtype=np.float32),
-        mask=np.asarray(face_mask, dtype=np.float32),
-        fps=float(fps),
-        target_hr_bpm=None if remove else float(target_hr_bpm),
-        mode=mode,
-        info={"crop_size": crop_size, "window_frames": window_frames, "overlap_frames": overlap_frames,
-              "device": str(device), "dtype": str(dtype)},
-    )

@@ -48,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -480,10 +479,11 @@ def save_vae(vae: VAE, path) -> None:
 
     sd = {k: v.detach().contiguous().cpu() for k, v in vae.model.state_dict().items()}
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vae.config.items() if not k.startswith("_")}
+    from ..atomic import atomic_path
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file(sd, tmp, metadata={"config": json.dumps(cfg), "format": "diffusers-AutoencoderKLCogVideoX"})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"config": json.dumps(cfg), "format": "diffusers-AutoencoderKLCogVideoX"})
 
 
 def vae_fingerprint(vae: VAE) -> str:

@@ -1,0 +1,636 @@
+"""The file-to-file job: read -> track -> mask -> edit or remove -> write -> verify -> report.
+
+One request (:class:`JobRequest`) describes a job; :func:`run_job` runs it and returns the
+report (also written as JSON beside the output). The command line, the ComfyUI nodes'
+file paths, the benchmarks and the dataset runner all come through here.
+
+The clip is streamed in chunks of about ``CHUNK_PIXELS``, so memory stays bounded
+whatever its length:
+
+1. track the face (boxes only; only the frames the tracker searches are converted);
+2. render the skin mask, ``observe`` every chunk with the editor, keep the input's
+   colour traces; the editor plans;
+3. ``apply`` every chunk and write it (atomically: the file appears when complete);
+4. unless ``verify=False``, decode the saved file beside the input: colour traces and
+   PSNR/SSIM of the file *as saved*, so codec losses count; for H.264 also the PSNR
+   against the input encoded with the same settings (the edit's cost without the codec's).
+
+A worker thread decodes the next chunk, and encodes the last edited one, while the main
+thread works on the current. Clips small enough are decoded once and kept
+(``CACHE_BYTES``). A job that fails removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, VideoError
+from .pulse import HRTarget, parse_hr_target
+from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
+from .verify import jsonable
+
+# Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 4 at 1080p),
+# so a chunk of float32 frames stays near 100 MB whatever the resolution.
+CHUNK_PIXELS = 8_000_000
+# Clips up to 512 MiB of 8-bit frames are decoded once and kept (640x480: 19 s at 30 fps);
+# docs/BENCHMARKS.md has the 1080p peak that set the size.
+CACHE_BYTES = 1 << 29
+# The skin-mask grids of the analysis pass are kept for the edit and verify passes up to
+# this size (~11 kB a frame: 100 s at 30 fps); longer clips render their masks again.
+MASK_RECORD_BYTES = 32 << 20
+CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
+CODEC_REFERENCE_PIXELS = 32_000_000  # ... at most (0.5 s of 1080p): the copies are kept during the verify pass
+MODES = ("edit", "remove", "estimate")
+METHODS = ("training-free", "physiolatent")
+
+
+# --------------------------------------------------------------------------- the request
+
+
+@dataclass(frozen=True)
+class NetworkFiles:
+    """The paper's network: the user's weight files and where to run them."""
+
+    vae: Path  # CogVideoX VAE .safetensors
+    adapter: Path  # trained adapter .safetensors
+    clip: Path | None = None  # CLIP-L text encoder, for adapters conditioned on CLIP
+    device: str = "auto"  # "cuda", "cpu" or "auto"
+    crop_size: int = 256  # face crop side, a multiple of 8
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job on one file. ``mode``: ``edit`` (needs ``target``), ``remove`` (optional
+    ``decoy``) or ``estimate`` (reads only; ``output`` is None).
+
+    Targets take anything ``pulse.parse_hr_target`` does (75, "70:120", "0s=70, 5s=120").
+    ``report`` / ``figure`` default to files beside the output (estimate: none);
+    ``figure=False`` draws none. ``robust_to`` defaults to the output's path (.mp4: h264).
+    ``network``: the paper's network instead of the training-free editor.
+    """
+
+    input: Path
+    mode: str
+    output: Path | None = None
+    target: HRTarget | float | str | None = None
+    decoy: HRTarget | float | str | None = None
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    report: Path | None = None
+    figure: Path | bool | None = None
+    fps: float | None = None
+    crf: int = 18
+    preset: str = "medium"
+    robust_to: str | None = None
+    amplitude: float | None = None
+    min_psnr_db: float | None = None
+    seed: int = 0
+    overwrite: bool = False
+    verify: bool = True
+    quiet: bool = False
+    network: NetworkFiles | None = None
+    true_hr_bpm: float | None = None  # known ground truth (synthetic input), for the report
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}; got {self.mode!r}.")
+        if self.mode == "edit" and self.target is None:
+            raise InputError("an edit needs a target heart rate (e.g. 75, '70:120' or '0s=70, 10s=110').")
+        if self.mode != "estimate" and self.output is None:
+            raise InputError(f"{self.mode} needs an output path (.mp4, .mkv or a folder/).")
+        parse = lambda spec: spec if spec is None or isinstance(spec, HRTarget) else parse_hr_target(spec)  # noqa: E731
+        object.__setattr__(self, "input", Path(self.input).expanduser())
+        object.__setattr__(self, "target", parse(self.target) if self.mode == "edit" else None)
+        object.__setattr__(self, "decoy", parse(self.decoy) if self.mode == "remove" else None)
+        object.__setattr__(self, "methods", tuple(resolve_methods(list(self.methods))))
+        if self.network is not None:
+            if self.amplitude is not None or self.min_psnr_db is not None:
+                raise InputError("amplitude and min_psnr set the training-free editor's strength; the network has "
+                                 "none to set.")
+            if self.target is not None and self.target.kind != "constant":
+                raise InputError("the PhysioLatent network takes one target HR per clip; give a number, not a ramp, "
+                                 "or use the training-free method for trajectories.")
+
+    @property
+    def aim(self) -> HRTarget | None:
+        """The HR the saved file should read, if any: the target, or a removal's decoy."""
+        return self.target if self.target is not None else self.decoy
+
+
+@dataclass
+class _Paths:
+    kind: str | None  # output kind ("h264", "ffv1", "png"), None for estimate
+    video: Path | None
+    report: Path | None
+    figure: Path | None
+    written: list[Path] = field(default_factory=list)
+
+    def done(self, path) -> str:
+        self.written.append(Path(path))
+        return str(path)
+
+    def cleanup(self) -> None:
+        import shutil
+
+        for p in self.written:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+
+
+def sidecar(output: Path, suffix: str) -> Path:
+    """``out/edited.mp4`` -> ``out/edited<suffix>``; ``frames/`` -> ``frames<suffix>``."""
+    return output.parent / (output.stem + suffix) if output.suffix else output.parent / (output.name + suffix)
+
+
+def _check_paths(request: JobRequest) -> _Paths:
+    """Every output path checked before any work (exists, equals the input, no folder)."""
+    from .video import check_output_path, output_kind
+
+    def check(path, what):
+        return check_output_path(Path(path).expanduser(), overwrite=request.overwrite, input_path=request.input,
+                                 what=what)
+
+    if request.mode == "estimate":
+        report = check(request.report, "report") if request.report else None
+        figure = check(request.figure, "figure") if isinstance(request.figure, (str, Path)) else None
+        return _Paths(None, None, report, figure)
+    kind = output_kind(str(request.output))
+    video = check(request.output, "output")
+    report = check(request.report or sidecar(video, ".report.json"), "report")
+    figure = None
+    if request.figure is not False:
+        figure = check(request.figure if isinstance(request.figure, (str, Path)) else sidecar(video, ".png"),
+                       "figure")
+    paths = [p.resolve() for p in (video, report, figure) if p is not None]
+    if len(set(paths)) < len(paths):
+        raise InputError("the output, report and figure paths must differ.")
+    return _Paths(kind, video, report, figure)
+
+
+def run_job(request: JobRequest) -> dict:
+    """Run one job; returns its report (JSON-able). On failure, removes what it wrote."""
+    paths = _check_paths(request)
+    try:
+        if request.mode == "estimate":
+            return _estimate(request, paths)
+        return _edit_or_remove(request, paths)
+    except BaseException:
+        paths.cleanup()
+        raise
+
+
+# --------------------------------------------------------------------------- the editor
+
+
+def make_editor(request: JobRequest, fps: float, kind: str):
+    """The request's editor (``editors.ChunkEditor``) for an output of ``kind``."""
+    robust_to = request.robust_to or ("h264" if kind == "h264" else "lossless")
+    if request.network is not None:
+        from .network_editor import NetworkEditor
+
+        net = request.network
+        aim = request.target
+        return NetworkEditor.from_files(net.vae, net.adapter, fps, request.mode,
+                                        target_hr_bpm=None if aim is None else aim.mean_bpm, clip_path=net.clip,
+                                        device=net.device, crop_size=net.crop_size)
+    from .editor import PulseEditor
+
+    # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
+    # measured against crf 23, what most H.264 re-encodes use.
+    return PulseEditor(fps, request.mode, target=request.target, decoy_hr_bpm=request.decoy, robust_to=robust_to,
+                       amplitude=request.amplitude, min_psnr_db=request.min_psnr_db, seed=request.seed,
+                       codec_crf=request.crf if kind == "h264" else 23, codec_quantize="dither",
+                       codec_preset=request.preset)
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def progress(iterable, quiet: bool, **kwargs):
+    """A tqdm bar on stderr, none when ``quiet`` or stderr is not a terminal (logs, CI)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=True if quiet else None, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def rechunk(chunks, size: int):
+    """The same frames in chunks of exactly ``size`` (the last may be shorter)."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        while held >= size:
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield joined[:size]
+            rest = joined[size:]
+            pending, held = ([rest] if len(rest) else []), len(rest)
+    if held:
+        yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+
+
+class Source:
+    """The input clip, decoded in chunks once per pass, or kept after the analysis pass when small.
+
+    A clip whose 8-bit frames fit in ``CACHE_BYTES`` is kept decoded (uint8, a quarter of
+    float32) by the first pass that converts every frame (not the lazy tracking pass),
+    which saves a decode per later pass; longer or larger clips are decoded again each
+    pass, so memory stays bounded whatever their length.
+    """
+
+    def __init__(self, path: Path, info, quiet: bool = True):
+        self.path, self.info, self.quiet = path, info, quiet
+        self.chunk_frames = int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 4, 64))
+        self._cache: list[np.ndarray] | None = None
+        self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
+
+    def chunks(self, desc: str, lazy: bool = False):
+        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar.
+
+        ``lazy``: for a pass that looks at few frames, 8-bit frames as decoded: kept
+        chunks as they are, and a decode's as ``video.LazyFrames``, converted to RGB
+        frame by frame where used (such a pass leaves the clip to the next one to keep).
+        """
+        from .video import iter_frames, prefetch, to_float
+
+        total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
+        if self._cache is not None:
+            raw = iter(self._cache)
+        else:
+            raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True, lazy=lazy)
+            if self._cacheable and not lazy:
+                raw = self._filling(raw)
+
+        def convert(chunk):  # LazyFrames are uint8 too
+            return chunk if lazy and chunk.dtype == np.uint8 else to_float(chunk)
+
+        floats = prefetch(convert(c) for c in raw)  # the next chunk decodes while the caller works
+        return progress(floats, self.quiet, desc=desc, unit="chunk", total=total)
+
+    def _filling(self, raw):
+        kept, size = [], 0
+        for chunk in raw:
+            size += chunk.nbytes
+            if kept is not None and size <= CACHE_BYTES:
+                kept.append(chunk)
+            else:
+                kept = None  # the header undercounted the frames: stream every pass
+            yield chunk
+        self._cache = kept  # only once the whole clip went through
+
+
+def track_pass(source: Source):
+    """Pass 1: the face track (boxes only; nothing else is kept)."""
+    from .face import FaceTracker
+
+    tracker = FaceTracker(source.info.fps)
+    for chunk in source.chunks("face tracking", lazy=True):  # it converts the frames it searches
+        tracker.update(chunk)
+    return tracker.finish()
+
+
+def _masks_again(masker):
+    """The same masks for a later pass over the input: replayed if recorded, else rendered again."""
+    from .face import SkinMasker
+
+    return masker.replay() if masker.recording else SkinMasker(masker.track)
+
+
+def _band_for(*hr_values) -> tuple[float, float]:
+    """HR band for verification: the default (40-180) widened to cover the HRs involved."""
+    from .rppg.hr import DEFAULT_BAND_BPM
+
+    values = [float(v) for v in hr_values if v is not None]
+    low = min([DEFAULT_BAND_BPM[0]] + [v - 15 for v in values])
+    high = max([DEFAULT_BAND_BPM[1]] + [v + 20 for v in values])
+    return max(low, 25.0), high
+
+
+def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
+    from .face import SkinMasker
+    from .pulse import hr_curve
+    from .rppg import ColourTraces, read_traces
+    from .rppg.hr import check_duration
+    from .verify import plot_pulse, save_figure
+    from .video import Behind, VideoWriter, check_crf, probe_video
+
+    timings = Stopwatch()
+    lap = timings.lap
+    check_crf(request.crf)
+    info = probe_video(request.input, fps=request.fps)
+    fps = info.fps
+    check_duration(info.num_frames, fps, min_duration_s=MIN_DURATION_S)
+    editor = make_editor(request, fps, paths.kind)
+    lap("probe")
+
+    # ---- pass 1: face track; pass 2: mask, observe, input traces
+    source = Source(request.input, info, request.quiet)
+    track = track_pass(source)
+    lap("face_track")
+    masker, traces_before, n_frames = SkinMasker(track, record_bytes=MASK_RECORD_BYTES), [], 0
+    for chunk in source.chunks("analysing"):
+        mask = masker(chunk)
+        editor.observe(chunk, mask)
+        if request.verify:  # the input's readings are only compared with the saved file's
+            traces_before.append(read_traces(chunk, mask, request.methods))
+        n_frames += len(chunk)
+    traces_before = ColourTraces.join(traces_before) if request.verify else None
+    check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
+    lap("analyse")
+    editor.plan(track)
+    lap("plan")
+
+    # ---- pass 3: edit and write (atomic: the file appears only when complete)
+    target_path = str(paths.video) + ("/" if paths.kind == "png" else "")
+    masks_again, start = _masks_again(masker), 0
+    chunks = source.chunks("editing")
+    if editor.chunk_frames:  # the editor edits fixed windows: cut the clip its way
+        chunks = rechunk(chunks, editor.chunk_frames)
+    with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
+                     input_path=request.input, preset=request.preset) as writer, Behind(writer.write) as write:
+        for chunk in chunks:
+            write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
+            start += len(chunk)
+    written_video = paths.done(writer.path)
+    lap("edit_write")
+
+    aim = request.aim
+    aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
+    aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
+    band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), request.true_hr_bpm)
+    checked = trajectory = codec_reference = traces_after = None
+    if request.verify:
+        # ---- pass 4: the file as saved, beside the input
+        traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), paths.kind,
+                                                            request, n_frames, traces_before, aim_constant, band)
+        if aim is not None and aim.kind != "constant":
+            trajectory = _trajectory_check(traces_after.rgb, fps, aim_curve, band)
+        lap("verify")
+
+    figure_path = paths.figure if traces_after is not None else None  # nothing read back: nothing to draw
+    if figure_path is not None:
+        title = (f"{request.mode}: target {aim}" if aim is not None else "remove") + " (file as saved)"
+        fig = plot_pulse(traces_after.rgb, fps, before=traces_before.rgb, target_hr_bpm=aim_constant, band_bpm=band,
+                         title=title)
+        paths.done(save_figure(fig, figure_path, overwrite=request.overwrite))
+        lap("figure")
+    info = dataclasses.replace(info, num_frames=n_frames)
+    robust_to = request.robust_to or ("h264" if paths.kind == "h264" else "lossless")
+
+    report = jsonable({
+        "command": request.mode,
+        "input": asdict(info),
+        "outputs": {"video": written_video, "report": str(paths.report),
+                    "figure": None if figure_path is None else str(figure_path)},
+        "settings": {
+            "target_hr": None if request.target is None else str(request.target),
+            "decoy_hr": None if request.decoy is None else str(request.decoy),
+            "robust_to": robust_to, "output_codec": paths.kind, "crf": request.crf if paths.kind == "h264" else None,
+            "seed": request.seed, "methods": list(request.methods), "band_bpm": list(band), "fps": fps,
+        },
+        "true_hr_bpm": request.true_hr_bpm,
+        "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found))},
+        "editor": editor.info,
+        "verify": checked,
+        "trajectory": trajectory,
+        "codec_reference": codec_reference,
+        "timings_s": timings.as_dict(),
+        "peak_memory_mb": timings.peak_mb,
+    })
+    _write_report(paths, report)
+    return report
+
+
+def _write_report(paths: _Paths, report: dict) -> None:
+    from .atomic import write_json
+
+    write_json(paths.report, report)
+    paths.done(paths.report)
+
+
+def _read_back(written_video: str, source: Source, masker, kind: str, request: JobRequest, n_frames: int,
+               traces_before, aim_constant, band):
+    """Pass 4: decode the saved file beside the input (``masker``: a fresh skin masker of
+    the input). Returns (colour traces of the saved file, verification dict with
+    PSNR/SSIM, codec reference or None)."""
+    from .codec import PARALLEL_MAX_PIXELS
+    from .rppg import ColourTraces, read_traces
+    from .verify import FidelityMeter, verify_traces
+    from .video import iter_frames, prefetch, quantize_to_uint8
+
+    fps = source.info.fps
+    meter, traces_after = FidelityMeter(n_frames), []
+    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
+                      max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
+    head_in = head_saved = None  # the first frames of both clips, 8-bit, for the codec reference
+    # The codec reference runs in a worker thread beside the rest of this pass, once both
+    # heads are in; not for frames above codec.PARALLEL_MAX_PIXELS, where a second x264
+    # instance during the pass would raise the peak memory.
+    beside = source.info.width * source.info.height <= PARALLEL_MAX_PIXELS
+    codec_reference = None
+
+    def start_reference():
+        return pool.submit(codec_reference_of, head_in, head_saved, fps, request.crf, request.seed, request.preset)
+
+    saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames))
+    seen = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-reference") as pool:
+        for original in source.chunks("verifying"):
+            # Both files are decoded in chunks of the same length, so the chunks line up.
+            saved = next(saved_chunks, None)
+            if saved is None or len(saved) != len(original):
+                raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
+            saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
+            traces_after.append(read_traces(saved, masker(original), request.methods))
+            meter.update(saved, original)
+            if kind == "h264" and seen < head_frames:
+                # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
+                if head_in is None:
+                    head_in, head_saved = (np.empty((head_frames, *original.shape[1:]), np.uint8) for _ in range(2))
+                at = slice(seen, min(seen + len(original), head_frames))
+                head_in[at] = quantize_to_uint8(original[: at.stop - seen], "round")
+                head_saved[at] = quantize_to_uint8(saved[: at.stop - seen], "round")
+                if at.stop == head_frames and beside:
+                    codec_reference = start_reference()
+            seen += len(original)
+        traces_after = ColourTraces.join(traces_after)
+        if next(saved_chunks, None) is not None:
+            raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
+        if head_in is not None and codec_reference is None:
+            codec_reference = start_reference()
+
+    checked = verify_traces(traces_after, fps, methods=list(request.methods), traces_before=traces_before,
+                            target_hr_bpm=aim_constant, band_bpm=band)
+    checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
+    return traces_after, checked, None if codec_reference is None else codec_reference.result()
+
+
+def codec_reference_of(frames, saved, fps: float, crf: int, seed: int, preset: str = "medium") -> dict:
+    """Fidelity of a lossy save against the input through the same writer (dither +
+    libx264 at this crf): the edit's cost without the codec's own loss. Measured on the
+    first ``CODEC_REFERENCE_S`` seconds (``frames``, ``saved``: uint8 [t,H,W,3]), so long
+    clips need no second full encode; chunk by chunk, so 1080p stays small."""
+    from .verify import FidelityMeter
+    from .video import encode_decode_chunks, to_float
+
+    n = len(frames)
+    edit_vs_reference, reference_vs_input = FidelityMeter(n), FidelityMeter(n)
+    chunks = (to_float(frames[s : s + 8]) for s in range(0, n, 8))
+    encoded_chunks = encode_decode_chunks(chunks, fps, crf=crf, quantize="dither", preset=preset, seed=seed)
+    for i, encoded in enumerate(encoded_chunks):
+        at = slice(8 * i, 8 * i + len(encoded))
+        edit_vs_reference.update(to_float(saved[at]), encoded)
+        reference_vs_input.update(encoded, to_float(frames[at]))
+    return {
+        "description": f"first {n} frames of the input encoded with the same settings "
+                       f"(H.264 crf {crf}, dithered)",
+        "psnr_db": edit_vs_reference.psnr_db,
+        "ssim": edit_vs_reference.ssim,
+        "codec_only_psnr_db": reference_vs_input.psnr_db,
+    }
+
+
+def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
+    """For an HR trajectory: POS HR over sliding windows of the colour trace ``rgb [T,3]``
+    against the target curve."""
+    from .rppg import ESTIMATORS, hr_over_time
+
+    duration = len(rgb) / fps
+    window_s = min(8.0, duration / 2)
+    pulse = ESTIMATORS["pos"](rgb, fps)
+    times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0, band_bpm=band)
+    times, hrs = np.asarray(times, float), np.asarray(hrs, float)
+    want = np.interp(times * fps, np.arange(len(aim_curve)), aim_curve)
+    ok = np.isfinite(hrs)
+    return {
+        "method": "pos", "window_s": window_s, "times_s": times, "hr_bpm": hrs, "target_bpm": want,
+        "mae_bpm": float(np.mean(np.abs(hrs[ok] - want[ok]))) if ok.any() else None,
+    }
+
+
+def _estimate(request: JobRequest, paths: _Paths) -> dict:
+    """Two streamed passes (face track, then mask + colour traces): bounded memory."""
+    from .face import SkinMasker
+    from .rppg import ColourTraces, read_traces
+    from .rppg.hr import check_duration
+    from .verify import plot_pulse, save_figure, verify_traces
+    from .video import probe_video
+
+    t0 = time.perf_counter()
+    info = probe_video(request.input, fps=request.fps)
+    check_duration(info.num_frames, info.fps, min_duration_s=MIN_DURATION_S)
+    source = Source(request.input, info, request.quiet)
+    track = track_pass(source)
+    masker, traces = SkinMasker(track), []
+    for chunk in source.chunks("reading colour"):
+        traces.append(read_traces(chunk, masker(chunk), request.methods))
+    traces = ColourTraces.join(traces)
+    info = dataclasses.replace(info, num_frames=len(traces))
+    checked = verify_traces(traces, info.fps, methods=list(request.methods))
+    if paths.figure is not None:
+        fig = plot_pulse(traces.rgb, info.fps, title=f"{request.input.name}: POS pulse")
+        paths.done(save_figure(fig, paths.figure, overwrite=request.overwrite))
+    report = jsonable({
+        "command": "estimate", "input": asdict(info),
+        "settings": {"methods": list(request.methods), "fps": info.fps},
+        "face": {"frames": len(traces), "frames_detected": int(np.sum(track.found))},
+        "verify": checked, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
+        "outputs": {"report": None if paths.report is None else str(paths.report),
+                    "figure": None if paths.figure is None else str(paths.figure)},
+    })
+    if paths.report is not None:
+        _write_report(paths, report)
+    return report
+
+
+# --------------------------------------------------------------------------- demo
+
+
+DEMO_FILES = {"input": "input.mp4", "edited": "edited.mp4", "report": "report.json", "figure": "figure.png"}
+
+
+def run_demo(out_dir, *, duration_s: float = 12.0, size: tuple[int, int] = (360, 480), skin_tone: int | None = None,
+             crf: int = 18, preset: str = "medium", methods=DEFAULT_METHODS, seed: int = 0, overwrite: bool = False,
+             quiet: bool = False, log=lambda message: None) -> dict:
+    """A synthetic subject (true HR 68) written as ``input.mp4``, edited to 100 bpm as
+    ``edited.mp4`` with its report and figure: the job of :func:`run_job` on a clip that
+    needs no files. Returns the edit's report."""
+    from .synth import check_skin_tone, synth_subject
+    from .video import check_crf, write_video
+
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"the demo output {out_dir} is a file: give a folder for the demo outputs.")
+    for name in DEMO_FILES.values():
+        if (out_dir / name).exists() and not overwrite:
+            raise InputError(f"{out_dir / name} already exists: pass --overwrite or choose another --out folder.")
+    check_crf(crf)
+    check_skin_tone(skin_tone, "--skin-tone")
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        true_hr, target_hr = 68.0, 100.0
+        log(f"rendering a synthetic subject ({duration_s:g} s, true HR {true_hr:g} bpm)...")
+        clip = synth_subject(duration_s=duration_s, fps=30.0, hr_bpm=true_hr, size=size, seed=seed,
+                             skin_tone=skin_tone)
+        input_path = write_video(out_dir / DEMO_FILES["input"], clip.frames, clip.fps, crf=crf, overwrite=overwrite,
+                                 seed=seed)
+        true_mean = clip.hr_bpm
+        del clip
+        return run_job(JobRequest(
+            input=Path(input_path), mode="edit", output=out_dir / DEMO_FILES["edited"], target=target_hr,
+            report=out_dir / DEMO_FILES["report"], figure=out_dir / DEMO_FILES["figure"], crf=crf, preset=preset,
+            methods=tuple(methods), seed=seed, overwrite=overwrite, quiet=quiet, true_hr_bpm=true_mean))
+    except BaseException:
+        if created:
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)  # created by this run: removed again on failure
+        else:
+            (out_dir / DEMO_FILES["input"]).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- timings
+
+
+class Stopwatch:
+    """Seconds per pipeline stage: ``lap(name)`` closes the stage that ran since the last lap.
+
+    Also the process's peak memory so far at the end of each stage (where the OS reports
+    it), which shows the stage that set the peak."""
+
+    def __init__(self):
+        self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self._laps[name] = round(now - self._last, 3)
+        self._last = now
+        peak = peak_rss_mb()
+        if peak is not None:
+            self.peak_mb[name] = peak
+
+    def as_dict(self) -> dict[str, float]:
+        return {**self._laps, "total": round(sum(self._laps.values()), 3)}
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MB (None where unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)  # bytes on macOS, KB on Linux
