@@ -5,7 +5,8 @@ Modules (one idea each):
   text.py          HR condition c from "Heart rate {hr} bpm" (CLIP) and/or numeric bpm
   fusion.py        latent fusion z' = F(z, c): (2+1)D conv + divided space-time attention
   film.py          FiLM in the decoder + trainable conv_out
-  physiolatent.py  the adapter, the full model, adapter files
+  physiolatent.py  the adapter and the full model
+  adapter_file.py  adapter files: weights + config + the VAE's fingerprint (safetensors)
 
 Editing a clip with the network (windows, crops, streaming) is ``network_editor.py``'s.
 
@@ -13,17 +14,10 @@ Importing this package imports torch but not diffusers/transformers (they load l
 when a VAE or CLIP model is built).
 """
 
+from .adapter_file import load_adapter, save_adapter
 from .film import FiLMDecoder
 from .fusion import FusionConfig, LatentFusion, fusion_config_base, fusion_config_tiny
-from .physiolatent import (
-    AdapterConfig,
-    PhysioLatent,
-    PhysioLatentAdapter,
-    adapter_config_base,
-    adapter_config_tiny,
-    load_adapter,
-    save_adapter,
-)
+from .physiolatent import AdapterConfig, PhysioLatent, PhysioLatentAdapter, adapter_config_base, adapter_config_tiny
 from .text import HRConditioner, check_hr_bpm, load_clip_text_model, load_clip_tokenizer
 from .vae import (
     VAE,

@@ -20,8 +20,8 @@ PhysioLatent(vae, adapter)
     forward(video [B,3,T,H,W] in [-1,1], hr_bpm [B], remove=False) -> video [B,3,T,H,W]
     encode(video) -> z ; condition(hr_bpm, remove) -> c ; fuse(z, c) -> z' ; decode(z', c, num_frames) -> video
     trainable_parameters() -> list[nn.Parameter]
-save_adapter(path, adapter, vae) / load_adapter(path, vae, clip_model=None, tokenizer=None, ...) -> adapter
-    safetensors, metadata: format, format_version, config (JSON), vae_fingerprint.
+
+Adapter files (save_adapter / load_adapter) are ``adapter_file.py``'s.
 
 Removal mode: `remove=True` selects the conditioner's learned remove embedding instead
 of an HR condition (see text.py); the training loop teaches it with a removal loss.
@@ -36,15 +36,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError, ModelFileError
+from ..errors import InputError
 from .film import FiLMDecoder
 from .fusion import FusionConfig, LatentFusion, fusion_config_base, fusion_config_tiny
 from .text import HRConditioner
-from .vae import VAE, vae_fingerprint
-
-ADAPTER_FORMAT = "physiolatent-adapter"
-ADAPTER_FORMAT_VERSION = 1
-
+from .vae import VAE
 
 @dataclass
 class AdapterConfig:
@@ -136,65 +132,3 @@ class PhysioLatent(nn.Module):
         z = self.encode(video)
         c = self.condition(hr, remove)
         return self.decode(self.fuse(z, c), c, num_frames=video.shape[2])
-
-
-# --------------------------------------------------------------------------- adapter files
-
-
-def save_adapter(path, adapter: PhysioLatentAdapter, vae: VAE) -> None:
-    """Write the adapter's weights + config + the VAE fingerprint to one .safetensors file (atomic)."""
-    from safetensors.torch import save_file
-
-    from ..atomic import atomic_path
-
-    sd = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
-    metadata = {
-        "format": ADAPTER_FORMAT,
-        "format_version": str(ADAPTER_FORMAT_VERSION),
-        "config": json.dumps(adapter.config.to_dict()),
-        "vae_fingerprint": vae_fingerprint(vae),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata=metadata)
-
-
-def load_adapter(path, vae: VAE, clip_model=None, tokenizer=None, clip_path=None, tokenizer_path=None,
-                 device=None) -> PhysioLatentAdapter:
-    """Read an adapter file written by `save_adapter` for this `vae`.
-
-    Raises ModelFileError when the file is missing, corrupt, not an adapter, of an
-    unknown format version, or trained on a different VAE (fingerprint mismatch).
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"Adapter file not found: {path}. Put physiolatent_adapter.safetensors in "
-                             "ComfyUI/models/physiolatent (or train one with `python -m physiolatent_core.train`).")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        sd = load_file(str(path))
-    except Exception as exc:
-        raise ModelFileError(f"Could not read {path}: {exc}. The file is truncated or corrupt; copy it again.") from exc
-    if metadata.get("format") != ADAPTER_FORMAT:
-        raise ModelFileError(f"{path.name} is not a PhysioLatent adapter (metadata format="
-                             f"{metadata.get('format')!r}). Pick the adapter file, not the VAE or CLIP file.")
-    if metadata.get("format_version") != str(ADAPTER_FORMAT_VERSION):
-        raise ModelFileError(f"{path.name} has adapter format version {metadata.get('format_version')!r}; this "
-                             f"PhysioLatent reads version {ADAPTER_FORMAT_VERSION}. Update PhysioLatent or re-export.")
-    expected_fp, actual_fp = metadata.get("vae_fingerprint"), vae_fingerprint(vae)
-    if expected_fp != actual_fp:
-        raise ModelFileError(f"{path.name} was trained with a different VAE (fingerprint {expected_fp}, loaded VAE "
-                             f"{actual_fp}). Load the VAE it was trained with (the CogVideoX-2B VAE for released "
-                             "adapters), or retrain the adapter.")
-    config = AdapterConfig.from_dict(json.loads(metadata["config"]))
-    adapter = PhysioLatentAdapter(config, vae, clip_model=clip_model, tokenizer=tokenizer,
-                                  clip_path=clip_path, tokenizer_path=tokenizer_path)
-    result = adapter.load_state_dict(sd, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelFileError(f"{path.name} does not match its own config: missing {result.missing_keys[:3]}, "
-                             f"unexpected {result.unexpected_keys[:3]}. The file is damaged; re-export it.")
-    return adapter.to(device) if device is not None else adapter
