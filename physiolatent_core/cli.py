@@ -82,7 +82,8 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm) or folder of PNG/JPG frames")
     p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
     p.add_argument("--target-hr", required=True,
-                   help="target heart rate in bpm: 75, or a linear ramp over the clip like 70:120")
+                   help="target heart rate in bpm: 75, a linear ramp over the clip like 70:120, or "
+                        "time=bpm points like '0s=70, 8s=110'")
     _add_network_options(p)
     _add_common(p)
 
