@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, PhysioLatentError
-from .pipeline import JobRequest, NetworkFiles, run_demo, run_job
+from .demo import run_demo
+from .pipeline import JobRequest, NetworkFiles, run_job
 from .rppg import DEFAULT_METHODS
 from .video import X264_PRESETS
 

@@ -35,7 +35,12 @@ the pooled colours before anything is applied). Measured in
 ``benchmarks/quality.py`` and recorded in ``docs/BENCHMARKS.md``.
 
 For long videos the editor streams: ``observe`` every chunk (pass 1), ``plan`` once,
-then ``apply`` every chunk (pass 2). Memory is ``O(T * K)`` besides the chunk itself.
+then ``apply`` every chunk (pass 2), as ``editors.ChunkEditor``. Memory is ``O(T * K)``
+besides the chunk itself.
+
+This module is longer than the others because it is one algorithm: the plan's steps
+(own pulse, correction, strength, fidelity floor) share one state and are tuned
+together; its small signal helpers sit at the bottom.
 """
 
 from __future__ import annotations
