@@ -75,6 +75,9 @@ def run_editor(editor: ChunkEditor, frames: np.ndarray, face_mask: np.ndarray, t
     tick()
     out = frames if inplace else np.empty(frames.shape, np.float32)
     for s in starts:
-        out[s:s + size] = editor.apply(frames[s:s + size], face_mask[s:s + size], s, inplace=inplace)
+        chunk = frames[s:s + size]
+        edited = editor.apply(chunk, face_mask[s:s + size], s, inplace=inplace)
+        if edited is not chunk:  # an editor that edited in place has nothing to copy
+            out[s:s + size] = edited
         tick()
     return out
