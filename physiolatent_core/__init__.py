@@ -1,7 +1,8 @@
 """PhysioLatent core library: edit, remove and verify the heart-rate signal in face videos.
 
 Knows nothing of ComfyUI. Data flows one way:
-video (video.py) -> face (face.py) -> edit (editor.py, or model/) -> verify (rppg/, verify.py) -> video.
+video (video/) -> face (face/) -> edit (editor.py, or network_editor.py over model/) -> verify (rppg/, verify.py)
+-> video; pipeline.py runs that whole job on files.
 
 Frames are float32 numpy arrays [T, H, W, 3] in 0..1 (RGB), masks [T, H, W], and
 fps travels beside frames everywhere.
