@@ -91,6 +91,8 @@ class SynthClip:
     skin_mask: np.ndarray
     face_box: np.ndarray
     amplitude_map: np.ndarray
+    beat_times_s: np.ndarray | None = None  # systolic peak times (s), with rmssd_ms
+    resp_bpm: np.ndarray | None = None  # [T] breathing rate, breaths/min
 
     @property
     def duration_s(self) -> float:
@@ -286,6 +288,9 @@ def synth_subject(
     hrv_ms: float = 20.0,
     resp_hz: float = 0.25,
     skin_tone: int | None = None,
+    rmssd_ms: float | None = None,
+    resp_rate=None,
+    resp_depth: float = 0.1,
 ) -> SynthClip:
     """Render a face clip with a known pulse.
 
@@ -306,6 +311,9 @@ def synth_subject(
         photo: the still to animate; only ``"astronaut"`` (skimage) for now.
         hrv_ms, resp_hz: heart-rate variability and breathing rate, see
             :func:`pulse.synth_pulse`.
+        rmssd_ms, resp_rate, resp_depth: the beat-by-beat HRV model's RMSSD target (ms) and
+            the breathing rate (breaths/min, a number or a trajectory) and depth, see
+            :func:`pulse.synth_pulse`; the known beats are then ``SynthClip.beat_times_s``.
         skin_tone: None for the photo's own skin (about Monk tone 5), or a darker tone of
             the Monk Skin Tone scale, 5-10 (:data:`MONK_SKIN_TONES`). The pulse stays a
             relative change of the darker skin.
@@ -340,7 +348,8 @@ def synth_subject(
 
     pulse_seed, motion_seed, light_seed, noise_seed = np.random.SeedSequence(seed).spawn(4)
     pulse = synth_pulse(
-        n_frames, fps, target, hrv_ms=hrv_ms, resp_hz=resp_hz, seed=int(pulse_seed.generate_state(1)[0])
+        n_frames, fps, target, hrv_ms=hrv_ms, resp_hz=resp_hz, seed=int(pulse_seed.generate_state(1)[0]),
+        rmssd_ms=rmssd_ms, resp_rate=resp_rate, resp_depth=resp_depth,
     )
     ppg = pulse.wave.astype(np.float32)
 
@@ -390,4 +399,6 @@ def synth_subject(
         skin_mask=masks,
         face_box=boxes,
         amplitude_map=amp_map.astype(np.float32),
+        beat_times_s=pulse.beat_times_s,
+        resp_bpm=pulse.resp_bpm,
     )

@@ -4,7 +4,10 @@
   (the unedited clip) also HR before/after, rPPG-Toolbox SNR at the reference's HR
   before/after, PSNR and SSIM of the whole frames; with a target, whether each estimator
   reads it within 3 bpm.
+* ``verify_vitals(traces_after, fps, ...)`` -> HRV (RMSSD, SDNN, pNN50, LF/HF) and breathing
+  rate before/after, against RMSSD and breathing targets (``rppg.vitals``).
 * ``plot_pulse(...)`` -> a matplotlib ``Figure``: POS pulse waveforms and spectra before/after.
+* ``plot_vitals(...)`` -> a ``Figure``: inter-beat intervals and the breathing signal.
 * ``figure_to_image(fig)`` -> ``[H, W, 3]`` float32 0..1 (ComfyUI shows plots as IMAGE).
 * ``save_figure(fig, path)`` -> atomic write (temp file + rename).
 
@@ -26,6 +29,10 @@ from .rppg.hr import DEFAULT_BAND_BPM, MIN_DURATION_S, check_duration, estimate_
 PSNR_CAP_DB = 100.0
 #: |HR - target| below this counts as "on target" (the paper's and this project's tolerance).
 TARGET_TOLERANCE_BPM = 3.0
+#: RMSSD read back within this fraction of its target counts as set (issue 19's acceptance).
+RMSSD_TOLERANCE = 0.2
+#: A breathing rate within this many breaths/min counts as set; a removal leaves none this close.
+RESP_TOLERANCE_BPM = 1.5
 
 
 def _check_frames(frames, name: str) -> np.ndarray:
@@ -271,7 +278,98 @@ def verify_traces(
     return jsonable(report)
 
 
+def verify_vitals(traces_after, fps, traces_before=None, rmssd_target_ms=None, resp_target_bpm=None,
+                  method: str = "pos", band_bpm=DEFAULT_BAND_BPM) -> dict:
+    """HRV and breathing read from colour traces (``rppg.vitals.vital_signs``), against targets.
+
+    Args:
+        traces_after: ``rppg.ColourTraces`` or an RGB trace ``[T,3]`` of the clip to check.
+        fps: frame rate.
+        traces_before: the same of the unedited clip, or None.
+        rmssd_target_ms: the RMSSD the edit aimed at.
+        resp_target_bpm: the breathing rate aimed at, breaths/min (a trajectory's mean).
+        method: the reader whose pulse the beats are timed on.
+
+    Returns (JSON-able): ``after`` (and ``before``) {``hr_bpm``, ``hrv`` {rmssd_ms, sdnn_ms, pnn50,
+    lf_hf, quality, ...}, ``breathing`` {rate_bpm, quality, estimates}}; with targets
+    ``rmssd_error`` (relative) and ``rmssd_within_20pct``, ``resp_error_bpm`` and
+    ``resp_within_1_5``; with ``before`` and no breathing target (a removal) ``breathing_removed``:
+    no modulation above the noise peaks within ``RESP_TOLERANCE_BPM`` of the original's rate.
+    """
+    from .rppg.vitals import vital_signs  # noqa: PLC0415
+
+    after = vital_signs(traces_after, fps, method=method, band_bpm=band_bpm).as_dict()
+    report: dict = {"method": method, "after": after}
+    before = None
+    if traces_before is not None:
+        before = vital_signs(traces_before, fps, method=method, band_bpm=band_bpm).as_dict()
+        report["before"] = before
+    rmssd, rate = after["hrv"]["rmssd_ms"], after["breathing"]["rate_bpm"]
+    if rmssd_target_ms is not None:
+        target = float(rmssd_target_ms)
+        report["rmssd_target_ms"] = target
+        error = None if rmssd is None or target <= 0 else (rmssd - target) / target
+        report["rmssd_error"] = error
+        report["rmssd_within_20pct"] = bool(error is not None and abs(error) <= RMSSD_TOLERANCE)
+    if resp_target_bpm is not None:
+        target = float(resp_target_bpm)
+        report["resp_target_bpm"] = target
+        report["resp_error_bpm"] = None if rate is None else rate - target
+        report["resp_within_1_5"] = bool(rate is not None and abs(rate - target) <= RESP_TOLERANCE_BPM)
+    elif before is not None and before["breathing"]["rate_bpm"] is not None:
+        # Removed: no modulation that reads above the noise (rppg.breathing.MIN_QUALITY) still
+        # peaks within RESP_TOLERANCE_BPM of the original's rate, fused or not.
+        from .rppg.breathing import MIN_QUALITY  # noqa: PLC0415
+
+        original = before["breathing"]["rate_bpm"]
+        peaks = [e["rate_bpm"] for e in after["breathing"]["estimates"].values()
+                 if e["rate_bpm"] is not None and e["quality"] >= MIN_QUALITY]
+        report["breathing_removed"] = bool(all(abs(p - original) > RESP_TOLERANCE_BPM for p in peaks))
+    return jsonable(report)
+
+
 # --------------------------------------------------------------------------- plots
+
+
+def plot_vitals(after, fps, before=None, title: str | None = None, figsize=(8.0, 5.5), dpi: int = 100):
+    """Inter-beat intervals (top) and the fused breathing signal (bottom), before and after.
+
+    Args:
+        after: ``rppg.vitals.VitalSigns`` of the clip to show.
+        fps: frame rate.
+        before: the same of the unedited clip, or None.
+
+    Returns:
+        a ``matplotlib.figure.Figure`` (Agg canvas).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (lazy)
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    from .rppg.beats import clean_ibis  # noqa: PLC0415
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax_ibi, ax_breath = fig.subplots(2, 1)
+    for label, vitals, color in (("before", before, "0.55"), ("after", after, "tab:red")):
+        if vitals is None:
+            continue
+        ibi, ok = clean_ibis(vitals.beats.times_s)
+        rmssd = vitals.hrv.get("rmssd_ms")
+        ax_ibi.plot(vitals.beats.times_s[1:][ok], ibi[ok], ".-", color=color, lw=1.0, ms=4,
+                    label=f"{label}: RMSSD {rmssd:.0f} ms" if rmssd is not None else f"{label}: RMSSD -")
+        breathing = vitals.breathing
+        if len(breathing.signal):
+            rate = breathing.rate_bpm
+            ax_breath.plot(breathing.times_s, breathing.signal, color=color, lw=1.2,
+                           label=f"{label}: {rate:.1f} breaths/min ({breathing.quality})" if rate is not None
+                           else f"{label}: no breathing read")
+    ax_ibi.set(xlabel="time (s)", ylabel="inter-beat interval (ms)", title=title or "beats and breathing")
+    ax_breath.set(xlabel="time (s)", ylabel="breathing (fused, z-score)")
+    for ax in (ax_ibi, ax_breath):
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def _as_pulse(data, fps: float, mask, method: str, band_bpm) -> np.ndarray:
