@@ -54,7 +54,7 @@ import numpy as np
 
 from .codec import colour_response, sample_box
 from .errors import InputError
-from .pulse import HRTarget, hr_curve, parse_hr_target, synth_pulse
+from .pulse import HRTarget, check_rmssd, hr_curve, parse_hr_target, parse_resp_target, synth_pulse
 from .rppg import ESTIMATORS
 from .rppg.hr import MIN_DURATION_S, check_duration, estimate_hr, hr_over_time
 from .rppg.traces import fill_gaps
@@ -101,6 +101,12 @@ OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face'
 # is below this many levels the edit is made in whole levels (docs/ARCHITECTURE.md, "Outputs
 # that will be truncated"; docs/BENCHMARKS.md, runs T and U).
 WHOLE_LEVEL_BELOW = 1.0
+
+# The injected pulse's HRV when no RMSSD is asked for (pulse.synth_pulse's hrv_ms: mild), and the
+# depth of its breathing modulation when a breathing rate is (amplitude +-20 %, baseline half that:
+# within the 10-30 % respiratory amplitude variation of resting PPG, and readable after the edit).
+TARGET_HRV_MS = 15.0
+RESP_DEPTH = 0.2
 
 # Seconds of the clip's start (at least) that are kept (face region, uint8) to measure the codec on.
 CODEC_SAMPLE_S = 3.2
@@ -156,6 +162,12 @@ class PulseEditor:
             a grey level (``WHOLE_LEVEL_BELOW``; dark skin, dim video) is made in whole 8-bit
             levels, dithered over time (``video.add_in_whole_levels``), so that truncation
             keeps it; ``apply`` then takes the chunks in order (``info["whole_levels"]``).
+        hrv_rmssd_ms: RMSSD (ms) of the injected pulse's beats (target or decoy): beat-by-beat
+            HRV with respiratory sinus arrhythmia (``pulse.synth_pulse``); default: the
+            fixed mild HRV (``TARGET_HRV_MS``).
+        resp_rate: breathing rate of the injected pulse, breaths/min, a number or a
+            trajectory (``pulse.parse_resp_target``): its beat rate, amplitude (by
+            ``RESP_DEPTH``) and baseline follow it; default 15/min, shallow.
     """
 
     chunk_frames: int | None = None  # apply takes chunks of any length (editors.ChunkEditor)
@@ -175,6 +187,8 @@ class PulseEditor:
         codec_crf: int = 23,
         codec_quantize: str = "dither",
         codec_preset: str = "medium",
+        hrv_rmssd_ms: float | None = None,
+        resp_rate=None,
     ):
         if not fps or fps <= 0:
             raise InputError(f"fps must be positive, got {fps!r}: pass the video's frame rate.")
@@ -188,6 +202,11 @@ class PulseEditor:
         self.mode = mode
         self.target = parse_hr_target(target) if target is not None else None
         self.decoy = parse_hr_target(decoy_hr_bpm) if decoy_hr_bpm is not None else None
+        self.hrv_rmssd_ms = check_rmssd(hrv_rmssd_ms) if hrv_rmssd_ms is not None else None
+        self.resp_rate = parse_resp_target(resp_rate) if resp_rate is not None else None
+        if mode == "remove" and self.decoy is None and (self.hrv_rmssd_ms is not None or self.resp_rate is not None):
+            raise InputError("HRV and breathing targets shape an injected pulse: give a decoy HR to remove with, "
+                             "or edit to a target HR.")
         self.robust_to = robust_to
         self.amplitude = float(amplitude) if amplitude is not None else AMPLITUDE_FOR[robust_to]
         self.max_amplitude = self.amplitude if amplitude is not None else AMPLITUDE_MAX_FOR[robust_to]
@@ -386,10 +405,12 @@ class PulseEditor:
 
         rng = np.random.default_rng(self.seed)
         if self.mode == "edit":
-            injected = _target_wave(n_frames, self.fps, self.target, self.seed, self.band_bpm)
+            injected = _target_wave(n_frames, self.fps, self.target, self.seed, self.band_bpm, self.hrv_rmssd_ms,
+                                    self.resp_rate)
             injected_hr = hr_curve(self.target, n_frames, self.fps)
         elif self.decoy is not None:
-            injected = _target_wave(n_frames, self.fps, self.decoy, self.seed, self.band_bpm)
+            injected = _target_wave(n_frames, self.fps, self.decoy, self.seed, self.band_bpm, self.hrv_rmssd_ms,
+                                    self.resp_rate)
             injected_hr = hr_curve(self.decoy, n_frames, self.fps)
             _check_decoy(injected_hr, own_hr_hz * 60.0)
         else:
@@ -474,6 +495,8 @@ class PulseEditor:
         if injected_hr is not None:
             info["injected_hr_bpm_mean"] = float(np.mean(injected_hr))
             info["injected_hr_bpm_range"] = [float(np.min(injected_hr)), float(np.max(injected_hr))]
+            info["injected_rmssd_ms"] = self.hrv_rmssd_ms
+            info["injected_resp_rate"] = None if self.resp_rate is None else str(self.resp_rate)
         self._plan.info = info
         return info
 
@@ -815,15 +838,19 @@ def _amplitude_map(amp_g: np.ndarray, valid: np.ndarray, face_weights: np.ndarra
     return out / np.average(out[valid], weights=face_weights[valid])
 
 
-def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bpm) -> np.ndarray:
+def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bpm, rmssd_ms=None,
+                 resp_rate=None) -> np.ndarray:
     """Realistic target pulse (unit RMS) whose spectral peak sits on a constant target.
 
     Heart-rate variability makes a short clip's spectral peak wander by a bpm or two from
     the mean HR, and the spectral peak is what estimators read. For a constant target the
-    HR curve is shifted until the peak lands on it (two corrections suffice).
+    HR curve is shifted until the peak lands on it (two corrections suffice). ``rmssd_ms``
+    and ``resp_rate`` (breaths/min) set the beat-by-beat HRV and breathing
+    (``pulse.synth_pulse``); breathing set by the user modulates by ``RESP_DEPTH``.
     """
     curve = hr_curve(target, n_frames, fps)
-    pulse = synth_pulse(n_frames, fps, target, hrv_ms=15.0, seed=seed)
+    extra = dict(rmssd_ms=rmssd_ms, resp_rate=resp_rate, resp_depth=RESP_DEPTH if resp_rate is not None else 0.1)
+    pulse = synth_pulse(n_frames, fps, target, hrv_ms=TARGET_HRV_MS, seed=seed, **extra)
     if np.ptp(curve) > 1e-6:
         return pulse.wave
     want, shift = float(curve[0]), 0.0
@@ -832,7 +859,7 @@ def _target_wave(n_frames: int, fps: float, target: HRTarget, seed: int, band_bp
         if abs(error) < 0.2:
             break
         shift -= error
-        pulse = synth_pulse(n_frames, fps, parse_hr_target(want + shift), hrv_ms=15.0, seed=seed)
+        pulse = synth_pulse(n_frames, fps, parse_hr_target(want + shift), hrv_ms=TARGET_HRV_MS, seed=seed, **extra)
     return pulse.wave
 
 
@@ -869,6 +896,12 @@ def _check_decoy(decoy_hr_bpm: np.ndarray, own_hr_bpm: np.ndarray) -> None:
             f"decoy HR comes within {gap:.1f} bpm of the subject's own HR (~{np.median(own_hr_bpm):.0f} bpm): "
             "choose a decoy at least 10 bpm away, or remove without a decoy."
         )
+
+
+def injected_wave(n_frames: int, fps: float, target, seed: int = 0, band_bpm=(40.0, 180.0)) -> np.ndarray:
+    """The unit blood-volume pulse ``PulseEditor(fps, target=target, seed=seed)`` injects
+    into an ``n_frames``-frame clip ([T] float64): an edited clip's new ground truth."""
+    return _target_wave(n_frames, fps, parse_hr_target(target), seed, band_bpm)
 
 
 def injected_wave(n_frames: int, fps: float, target, seed: int = 0, band_bpm=(40.0, 180.0)) -> np.ndarray:
