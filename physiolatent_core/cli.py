@@ -1,4 +1,4 @@
-"""Command line: ``python -m physiolatent_core {edit,remove,estimate,demo,batch,train,evaluate}``.
+"""Command line: ``python -m physiolatent_core {edit,remove,restore,estimate,demo,train,evaluate}``.
 
 Argument parsing and printing only: every job is a ``pipeline.JobRequest`` run by
 ``pipeline.run_job`` (read -> track -> edit -> write -> verify -> report), which
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import InputError, PhysioLatentError
 from .demo import run_demo
-from .pipeline import JobRequest, NetworkFiles, run_job
+from .pipeline import JobRequest, NetworkFiles, RestoreRequest, run_job, run_restore
 from .rppg import DEFAULT_METHODS
 from .video import X264_PRESETS
 
@@ -60,6 +60,11 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                             "change is spread evenly over the face (an edit also removes less of the own "
                             "pulse). Default 52 for --robust-to lossless, none for h264; 0 switches it off "
                             "(the report's editor.predicted_psnr_db)")
+        p.add_argument("--key-out", metavar="KEY.json",
+                       help="also write a restore key: what was changed, compressed and encrypted (AES-GCM), so "
+                            "`restore OUT --key KEY.json` gives the original frames back (exactly from a .mkv "
+                            "or PNG output). Keep it private: it holds the original pulse")
+
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
@@ -77,7 +82,7 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
         prog="python -m physiolatent_core",
         description="Edit, remove or verify the heart-rate (rPPG) signal in a face video.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,estimate,demo,batch,train,evaluate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,restore,estimate,demo,train,evaluate}")
 
     p = sub.add_parser("edit", help="set the pulse to a target heart rate")
     p.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm) or folder of PNG/JPG frames")
@@ -85,12 +90,6 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--target-hr", required=True,
                    help="target heart rate in bpm: 75, a linear ramp over the clip like 70:120, or "
                         "time=bpm points like '0s=70, 8s=110'")
-    p.add_argument("--hrv-rmssd", type=float, metavar="MS",
-                   help="training-free: heart-rate variability of the injected pulse as RMSSD in ms (e.g. 45; "
-                        "resting adults ~10-100), beat by beat with respiratory sinus arrhythmia")
-    p.add_argument("--resp-rate", metavar="BREATHS_PER_MIN",
-                   help="training-free: breathing rate of the injected pulse in breaths/min, 4-40: 14, a ramp "
-                        "like 12:18, or time=rate points like '0s=12, 30s=18'")
     _add_network_options(p)
     _add_common(p)
 
@@ -100,6 +99,17 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--decoy-hr", help="inject this heart rate (bpm) instead of pulse-band noise")
     _add_network_options(p)
     _add_common(p)
+
+    p = sub.add_parser("restore", help="undo an edit or removal made with --key-out")
+    p.add_argument("input", help="the edited or removed video exactly as written (any change is refused)")
+    p.add_argument("--key", required=True, metavar="KEY.json", help="the key written by --key-out for that file")
+    p.add_argument("-o", "--output", required=True,
+                   help=".mkv or folder/ (the original frames bit-exactly) or .mp4 (through H.264 at --crf)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality for an .mp4 output, 0-51 (default 18)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, help="x264 speed preset (default medium)")
+    p.add_argument("--no-verify", action="store_true", help="skip comparing the restored file with the original")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     p = sub.add_parser("estimate", help="read the heart rate of a face video")
     p.add_argument("input", help="video file or folder of frames")
@@ -112,8 +122,6 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--skin-tone", type=int, metavar="5..10",
                    help="darken the subject's skin to this Monk Skin Tone scale tone (default: as photographed, ~5)")
     _add_common(p, output=False, files=False)
-
-    _add_batch(sub)
 
     # The paper's network (torch, diffusers) is imported only when its commands are asked
     # for, so the training-free commands start fast.
@@ -128,87 +136,29 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_batch(sub) -> None:
-    p = sub.add_parser("batch", help="edit or anonymise a whole dataset into the same layout (resumable)",
-                       description="Every clip of a dataset edited (or its pulse removed) into the same layout "
-                                   "under OUT_ROOT, with the new ground truth in the dataset's format; rerun the "
-                                   "same command to resume. See docs/DATASETS.md.")
-    p.add_argument("root", help="dataset root (UBFC-rPPG, PURE, MMPD or a folder of videos; detected) or a "
-                                ".csv/.jsonl manifest (columns path, optional mode and target)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_ROOT", help="new root for the output dataset")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--target-hr", help="target policy: 100 (every clip; also 70:120 or '0s=70, 8s=110'), "
-                                          "60,80,100 (dealt out in clip order), uniform:40-180 (a seeded draw "
-                                          "per clip), balanced:50-150 (a flat histogram over the band, matched "
-                                          "to each clip's measured HR by rank)")
-    what.add_argument("--remove", action="store_true", help="remove the pulse of every clip (anonymise)")
-    p.add_argument("--decoy-hr", help="with --remove: show this heart rate (bpm) instead of pulse-band noise")
-    p.add_argument("--layout", choices=("ubfc", "pure", "mmpd", "folder", "manifest"),
-                   help="the dataset's layout (default: detected from the folder)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local process pool (default) or Ray (pip install 'physiolatent[ray]')")
-    p.add_argument("--workers", type=int, help="clips at once (default: one per core)")
-    p.add_argument("--ray-address", help="ray: the cluster to join, e.g. ray://head:10001 or auto "
-                                         "(default: start a local Ray)")
-    p.add_argument("--gpus-per-clip", type=float, default=0.0,
-                   help="ray: GPUs each clip's task reserves (e.g. 1 or 0.5 for the network; default 0)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="ray: times a clip is retried when its worker dies (default 2)")
-    p.add_argument("--figures", action="store_true", help="also draw each clip's pulse figure (slower)")
-    _add_network_options(p)
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help="comma-separated rPPG readers for verification (as for edit; default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality for .mp4/.mov outputs, 0-51 (default 18)")
-    p.add_argument("--preset", default="medium", choices=X264_PRESETS, help="x264 preset (default medium)")
-    p.add_argument("--no-verify", action="store_true", help="skip reading each saved clip back (faster; no "
-                                                            "after-edit readings in the summary)")
-    p.add_argument("--robust-to", choices=("lossless", "h264"), help="edit strength (default: matches each output)")
-    p.add_argument("--amplitude", type=float, help="training-free: fixed RMS of the injected pulse (as for edit)")
-    p.add_argument("--min-psnr", type=float, help="training-free: fidelity floor in dB (as for edit)")
-
-
 # --------------------------------------------------------------------------- requests
 
 
 def _request(args, mode: str) -> JobRequest:
     """The job the parsed arguments ask for (``pipeline.JobRequest``)."""
-    network = _network(args)
+    network = None
+    if getattr(args, "method", "training-free") == "physiolatent":
+        if not args.vae or not args.adapter:
+            raise InputError("--method physiolatent needs --vae (CogVideoX VAE file) and --adapter (trained adapter).")
+        network = NetworkFiles(vae=Path(args.vae).expanduser(), adapter=Path(args.adapter).expanduser(),
+                               clip=Path(args.clip).expanduser() if args.clip else None, device=args.device,
+                               crop_size=args.crop_size)
     writes = mode != "estimate"
     figure = False if args.no_figure else (Path(args.figure).expanduser() if args.figure else None)
     return JobRequest(
         input=Path(args.input), mode=mode, output=Path(args.output).expanduser() if writes else None,
         target=getattr(args, "target_hr", None), decoy=getattr(args, "decoy_hr", None),
-        hrv_rmssd_ms=getattr(args, "hrv_rmssd", None), resp_rate_bpm=getattr(args, "resp_rate", None),
         methods=_methods(args.methods), report=Path(args.report).expanduser() if args.report else None,
         figure=figure, fps=args.fps, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, network=network,
         **({} if not writes else dict(crf=args.crf, preset=args.preset, robust_to=args.robust_to,
                                        amplitude=args.amplitude, min_psnr_db=args.min_psnr,
-                                       verify=not args.no_verify)),
+                                       verify=not args.no_verify, key_out=args.key_out)),
     )
-
-
-def _network(args) -> NetworkFiles | None:
-    if getattr(args, "method", "training-free") != "physiolatent":
-        return None
-    if not args.vae or not args.adapter:
-        raise InputError("--method physiolatent needs --vae (CogVideoX VAE file) and --adapter (trained adapter).")
-    return NetworkFiles(vae=Path(args.vae).expanduser(), adapter=Path(args.adapter).expanduser(),
-                        clip=Path(args.clip).expanduser() if args.clip else None, device=args.device,
-                        crop_size=args.crop_size)
-
-
-def _batch_request(args):
-    from .batch import BatchRequest
-
-    return BatchRequest(
-        root=Path(args.root), out_root=Path(args.output), target=args.target_hr, remove=args.remove,
-        decoy=args.decoy_hr, layout=args.layout, engine=args.engine, workers=args.workers,
-        ray_address=args.ray_address, gpus_per_clip=args.gpus_per_clip, retries=args.retries,
-        methods=_methods(args.methods), crf=args.crf, preset=args.preset, robust_to=args.robust_to,
-        amplitude=args.amplitude, min_psnr_db=args.min_psnr, seed=args.seed, verify=not args.no_verify,
-        figures=args.figures, network=_network(args), quiet=args.quiet)
 
 
 def _methods(spec: str) -> tuple[str, ...]:
@@ -268,9 +218,6 @@ def _print_summary(report: dict) -> None:
             lines.append(f"pulse SNR at the original HR ({method}): {before:.1f} dB before, {after:.1f} dB after")
     if report.get("trajectory") and report["trajectory"]["mae_bpm"] is not None:
         lines.append(f"trajectory error (POS, sliding windows): {report['trajectory']['mae_bpm']:.1f} bpm")
-    if report.get("vitals"):
-        lines += [_vitals_line(report["vitals"], f"{which:6s} ", which) for which in ("before", "after")
-                  if report["vitals"].get(which)]
     if v:
         fidelity = f"PSNR {v['psnr_db']:.1f} dB, SSIM {v['ssim']:.4f} against the input"
         if report.get("codec_reference"):
@@ -279,31 +226,9 @@ def _print_summary(report: dict) -> None:
         lines.append(fidelity)
     outs = report["outputs"]
     lines.append("wrote   " + ", ".join(p for p in (outs["video"], outs["report"], outs["figure"]) if p))
-    print("\n".join(lines))
-
-
-def _print_batch(summary: dict) -> None:
-    c = summary["counts"]
-    lines = [f"{summary['layout']} dataset, {c['clips']} clips: {c['done']} done ({c['skipped_as_done']} already "
-             f"done before this run), {c['failed']} failed, {c['pending']} not done",
-             f"engine  {summary['engine']}: {c['processed_this_run']} clips in {summary['seconds']:.1f} s"
-             + (f" ({summary['clips_per_minute']:.1f} clips/min)" if summary["clips_per_minute"] else "")]
-    for failure in summary["failures"][:10]:
-        lines.append(f"  failed {failure['clip']}: {failure['reason']}")
-    if len(summary["failures"]) > 10:
-        lines.append(f"  ... {len(summary['failures']) - 10} more in summary.json")
-    for name, key in (("HR before", "hr_before_bpm"), ("target", "target_hr_bpm"), ("HR after", "hr_after_bpm")):
-        s = summary[key]
-        if s["n"]:
-            lines.append(f"{name:9s} {s['min']:5.1f}-{s['max']:5.1f} bpm, median {s['median']:5.1f} ({s['n']} clips)")
-    if summary["hit_rate_by_reader"]:
-        lines.append("readers that read the aim: " + ", ".join(
-            f"{name} {100 * h['rate']:.0f} %" for name, h in summary["hit_rate_by_reader"].items()))
-    if summary["psnr_db"]["n"]:
-        p = summary["psnr_db"]
-        lines.append(f"PSNR    {p['min']:.1f}-{p['max']:.1f} dB, median {p['median']:.1f}")
-    lines.append(f"wrote   {summary['out_root']}; run records, summary.json and summary.png in "
-                 f"{Path(summary['figure']).parent}")
+    if outs.get("key"):
+        lines.append(f"key     {outs['key']} ({report['key']['bytes'] / 1e6:.1f} MB; keep it private: it restores "
+                     "the original)")
     print("\n".join(lines))
 
 
@@ -324,21 +249,6 @@ def _print_estimate(report: dict) -> None:
         hr, snr = checked["hr_bpm"][name], checked["snr_db"][name]
         print(f"{name:6s} {_fmt_hr(hr)} bpm   SNR {'n/a' if snr is None else f'{snr:5.1f} dB'}")
     print(f"median {_fmt_hr(checked['hr_bpm_median'])} bpm")
-    if report.get("vitals"):
-        print(_vitals_line(report["vitals"]))
-
-
-def _vitals_line(vitals: dict, prefix: str = "", which: str = "after") -> str:
-    """``HRV (pos): RMSSD 45 ms [good], SDNN ..; breathing 14.0 breaths/min [good]`` ('' if absent)."""
-    read = vitals.get(which)
-    if not read:
-        return ""
-    h, b = read["hrv"], read["breathing"]
-    ms = lambda v: "n/a" if v is None else f"{v:.0f} ms"  # noqa: E731
-    lf_hf = "" if h["lf_hf"] is None else f", LF/HF {h['lf_hf']:.2f}"
-    rate = "n/a" if b["rate_bpm"] is None else f"{b['rate_bpm']:.1f} breaths/min"
-    return (f"{prefix}HRV ({vitals['method']}): RMSSD {ms(h['rmssd_ms'])}, "
-            f"SDNN {ms(h['sdnn_ms'])}{lf_hf} [{h['quality']}]; breathing {rate} [{b['quality']}]")
 
 
 def _demo(args) -> dict:
@@ -375,13 +285,6 @@ def main(argv=None) -> int:
                 _print_estimate(report)
             elif not args.quiet:
                 _print_summary(report)
-        elif args.command == "batch":
-            from .batch import run_batch
-
-            summary = run_batch(_batch_request(args), log=lambda message: _log(args, message))
-            if not args.quiet:
-                _print_batch(summary)
-            return 1 if summary["counts"]["failed"] else 0
         elif args.command == "restore":
             result = run_restore(RestoreRequest(input=Path(args.input), key=Path(args.key), output=Path(args.output),
                                                 crf=args.crf, preset=args.preset, overwrite=args.overwrite,

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, VideoError
-from .pulse import HRTarget, check_rmssd, parse_hr_target, parse_resp_target
+from .pulse import HRTarget, parse_hr_target
 from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
 from .verify import jsonable
 
@@ -97,8 +97,7 @@ class JobRequest:
     quiet: bool = False
     network: NetworkFiles | None = None
     true_hr_bpm: float | None = None  # known ground truth (synthetic input), for the report
-    hrv_rmssd_ms: float | None = None  # RMSSD of the injected pulse's beats, ms (training-free)
-    resp_rate_bpm: HRTarget | float | str | None = None  # its breathing rate, breaths/min, or a trajectory
+    key_out: Path | None = None  # restore key (keys.py): what the job changed, encrypted; edit and remove only
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -112,16 +111,10 @@ class JobRequest:
         object.__setattr__(self, "target", parse(self.target) if self.mode == "edit" else None)
         object.__setattr__(self, "decoy", parse(self.decoy) if self.mode == "remove" else None)
         object.__setattr__(self, "methods", tuple(resolve_methods(list(self.methods))))
-        if self.hrv_rmssd_ms is not None or self.resp_rate_bpm is not None:
-            if self.aim is None:
-                raise InputError("HRV and breathing targets shape an injected pulse: give them to an edit (or a "
-                                 "removal with a decoy HR).")
-            if self.network is not None:
-                raise InputError("HRV and breathing targets need the training-free editor; the network takes one HR.")
-            if self.hrv_rmssd_ms is not None:
-                object.__setattr__(self, "hrv_rmssd_ms", check_rmssd(self.hrv_rmssd_ms))
-            if self.resp_rate_bpm is not None:
-                object.__setattr__(self, "resp_rate_bpm", parse_resp_target(self.resp_rate_bpm))
+        if self.key_out is not None:
+            if self.mode == "estimate":
+                raise InputError("estimate changes nothing: a restore key (key_out) is for edit and remove.")
+            object.__setattr__(self, "key_out", Path(self.key_out).expanduser())
         if self.network is not None:
             if self.amplitude is not None or self.min_psnr_db is not None:
                 raise InputError("amplitude and min_psnr set the training-free editor's strength; the network has "
@@ -142,6 +135,7 @@ class _Paths:
     video: Path | None
     report: Path | None
     figure: Path | None
+    key: Path | None = None
     written: list[Path] = field(default_factory=list)
 
     def done(self, path) -> str:
@@ -167,9 +161,9 @@ def _check_paths(request: JobRequest) -> _Paths:
     """Every output path checked before any work (exists, equals the input, no folder)."""
     from .video import check_output_path, output_kind
 
-    def check(path, what):
+    def check(path, what, folder=None):
         return check_output_path(Path(path).expanduser(), overwrite=request.overwrite, input_path=request.input,
-                                 what=what)
+                                 what=what, folder=folder)
 
     if request.mode == "estimate":
         report = check(request.report, "report") if request.report else None
@@ -182,10 +176,11 @@ def _check_paths(request: JobRequest) -> _Paths:
     if request.figure is not False:
         figure = check(request.figure if isinstance(request.figure, (str, Path)) else sidecar(video, ".png"),
                        "figure")
-    paths = [p.resolve() for p in (video, report, figure) if p is not None]
+    key = check(request.key_out, "key", folder=False) if request.key_out is not None else None
+    paths = [p.resolve() for p in (video, report, figure, key) if p is not None]
     if len(set(paths)) < len(paths):
-        raise InputError("the output, report and figure paths must differ.")
-    return _Paths(kind, video, report, figure)
+        raise InputError("the output, report, figure and key paths must differ.")
+    return _Paths(kind, video, report, figure, key)
 
 
 def run_job(request: JobRequest) -> dict:
@@ -203,18 +198,6 @@ def run_job(request: JobRequest) -> dict:
 # --------------------------------------------------------------------------- the editor
 
 
-# The batch runner's workers keep the network loaded between clips (keep_networks_loaded),
-# so its weights load once per worker; a single job loads them and lets them go.
-_KEPT_NETWORKS: dict | None = None
-
-
-def keep_networks_loaded() -> None:
-    """From now on, this process keeps the last network ``make_editor`` loaded, for reuse."""
-    global _KEPT_NETWORKS
-    if _KEPT_NETWORKS is None:
-        _KEPT_NETWORKS = {}
-
-
 def make_editor(request: JobRequest, fps: float, kind: str):
     """The request's editor (``editors.ChunkEditor``) for an output of ``kind``."""
     robust_to = request.robust_to or ("h264" if kind == "h264" else "lossless")
@@ -222,16 +205,10 @@ def make_editor(request: JobRequest, fps: float, kind: str):
         from .network_editor import NetworkEditor
 
         net = request.network
-        target_hr_bpm = None if request.target is None else request.target.mean_bpm
-        if _KEPT_NETWORKS is not None and net in _KEPT_NETWORKS:
-            model, device = _KEPT_NETWORKS[net]
-            return NetworkEditor(model, fps, request.mode, target_hr_bpm, net.crop_size, device)
-        editor = NetworkEditor.from_files(net.vae, net.adapter, fps, request.mode, target_hr_bpm=target_hr_bpm,
-                                          clip_path=net.clip, device=net.device, crop_size=net.crop_size)
-        if _KEPT_NETWORKS is not None:
-            _KEPT_NETWORKS.clear()  # one network per worker
-            _KEPT_NETWORKS[net] = editor.model, editor.device
-        return editor
+        aim = request.target
+        return NetworkEditor.from_files(net.vae, net.adapter, fps, request.mode,
+                                        target_hr_bpm=None if aim is None else aim.mean_bpm, clip_path=net.clip,
+                                        device=net.device, crop_size=net.crop_size)
     from .editor import PulseEditor
 
     # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
@@ -239,8 +216,7 @@ def make_editor(request: JobRequest, fps: float, kind: str):
     return PulseEditor(fps, request.mode, target=request.target, decoy_hr_bpm=request.decoy, robust_to=robust_to,
                        amplitude=request.amplitude, min_psnr_db=request.min_psnr_db, seed=request.seed,
                        codec_crf=request.crf if kind == "h264" else 23, codec_quantize="dither",
-                       codec_preset=request.preset, hrv_rmssd_ms=request.hrv_rmssd_ms,
-                       resp_rate=request.resp_rate_bpm)
+                       codec_preset=request.preset)
 
 
 # --------------------------------------------------------------------------- passes
@@ -393,19 +369,22 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
             start += len(chunk)
     written_video = paths.done(writer.path)
     lap("edit_write")
+    key = None
+    if paths.key is not None:  # ---- the restore key: the input against the file as saved
+        key = _write_key(request, paths, source, info, written_video)
+        lap("key")
 
     aim = request.aim
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
     band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), request.true_hr_bpm)
-    checked = trajectory = codec_reference = traces_after = vitals = None
+    checked = trajectory = codec_reference = traces_after = None
     if request.verify:
         # ---- pass 4: the file as saved, beside the input
         traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), paths.kind,
                                                             request, n_frames, traces_before, aim_constant, band)
         if aim is not None and aim.kind != "constant":
             trajectory = _trajectory_check(traces_after.rgb, fps, aim_curve, band)
-        vitals = _vitals_check(request, traces_after, traces_before, n_frames, fps, band)
         lap("verify")
 
     figure_path = paths.figure if traces_after is not None else None  # nothing read back: nothing to draw
@@ -422,12 +401,12 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         "command": request.mode,
         "input": asdict(info),
         "outputs": {"video": written_video, "report": str(paths.report),
-                    "figure": None if figure_path is None else str(figure_path)},
+                    "figure": None if figure_path is None else str(figure_path),
+                    **({} if key is None else {"key": key["path"]})},
+        **({} if key is None else {"key": key}),
         "settings": {
             "target_hr": None if request.target is None else str(request.target),
             "decoy_hr": None if request.decoy is None else str(request.decoy),
-            "hrv_rmssd_ms": request.hrv_rmssd_ms,
-            "resp_rate": None if request.resp_rate_bpm is None else str(request.resp_rate_bpm),
             "robust_to": robust_to, "output_codec": paths.kind, "crf": request.crf if paths.kind == "h264" else None,
             "seed": request.seed, "methods": list(request.methods), "band_bpm": list(band), "fps": fps,
         },
@@ -436,13 +415,27 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         "editor": editor.info,
         "verify": checked,
         "trajectory": trajectory,
-        "vitals": vitals,
         "codec_reference": codec_reference,
         "timings_s": timings.as_dict(),
         "peak_memory_mb": timings.peak_mb,
     })
     _write_report(paths, report)
     return report
+
+
+def _write_key(request: JobRequest, paths: _Paths, source: Source, info, written_video: str) -> dict:
+    """The restore key of a written output (``keys.write_key``): the input's kept 8-bit
+    chunks when the clip was small enough to keep, else decoded again."""
+    from .keys import write_key
+
+    meta = {"mode": request.mode, "input": request.input.name, "output": Path(written_video).name,
+            "output_codec": paths.kind,
+            "target_hr": None if request.target is None else str(request.target),
+            "decoy_hr": None if request.decoy is None else str(request.decoy)}
+    key = write_key(paths.key, request.input, written_video, fps=info.fps, meta=meta, overwrite=request.overwrite,
+                    chunks=source._cache)
+    paths.done(paths.key)
+    return key
 
 
 def _write_report(paths: _Paths, report: dict) -> None:
@@ -534,17 +527,6 @@ def codec_reference_of(frames, saved, fps: float, crf: int, seed: int, preset: s
     }
 
 
-def _vitals_check(request: JobRequest, traces_after, traces_before, n_frames: int, fps: float, band) -> dict:
-    """HRV and breathing of the saved file against the request's targets (``verify.verify_vitals``)."""
-    from .pulse import hr_curve
-    from .verify import verify_vitals
-
-    resp = request.resp_rate_bpm
-    return verify_vitals(traces_after, fps, traces_before=traces_before, rmssd_target_ms=request.hrv_rmssd_ms,
-                         resp_target_bpm=None if resp is None else float(np.mean(hr_curve(resp, n_frames, fps))),
-                         band_bpm=band)
-
-
 def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
     """For an HR trajectory: POS HR over sliding windows of the colour trace ``rgb [T,3]``
     against the target curve."""
@@ -567,7 +549,7 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
     """Two streamed passes (face track, then mask + colour traces): bounded memory."""
     from .face import SkinMasker
     from .rppg import ColourTraces, read_traces
-    from .rppg.hr import DEFAULT_BAND_BPM, check_duration
+    from .rppg.hr import check_duration
     from .verify import plot_pulse, save_figure, verify_traces
     from .video import probe_video
 
@@ -582,7 +564,6 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
     traces = ColourTraces.join(traces)
     info = dataclasses.replace(info, num_frames=len(traces))
     checked = verify_traces(traces, info.fps, methods=list(request.methods))
-    vitals = _vitals_check(request, traces, None, len(traces), info.fps, DEFAULT_BAND_BPM)
     if paths.figure is not None:
         fig = plot_pulse(traces.rgb, info.fps, title=f"{request.input.name}: POS pulse")
         paths.done(save_figure(fig, paths.figure, overwrite=request.overwrite))
@@ -590,13 +571,79 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
         "command": "estimate", "input": asdict(info),
         "settings": {"methods": list(request.methods), "fps": info.fps},
         "face": {"frames": len(traces), "frames_detected": int(np.sum(track.found))},
-        "verify": checked, "vitals": vitals, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
+        "verify": checked, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
         "outputs": {"report": None if paths.report is None else str(paths.report),
                     "figure": None if paths.figure is None else str(paths.figure)},
     })
     if paths.report is not None:
         _write_report(paths, report)
     return report
+
+
+# --------------------------------------------------------------------------- restore
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """Undo an edit or removal made with a key (``JobRequest.key_out``): ``input`` is the
+    edited file exactly as written, ``key`` its key, ``output`` where the original goes
+    (.mkv or a PNG folder: the original's frames bit-exactly; .mp4: through H.264 at ``crf``)."""
+
+    input: Path
+    key: Path
+    output: Path
+    crf: int = 18
+    preset: str = "medium"
+    overwrite: bool = False
+    verify: bool = True  # decode the restored file and compare it with the original's frames
+    quiet: bool = False
+
+
+def run_restore(request: RestoreRequest) -> dict:
+    """Restore the original frames (``keys.restore_chunks``, streamed) and write them
+    atomically: a file or key that does not fit raises ``InputError`` and writes nothing.
+    Returns a summary: frames, key header, and with ``verify`` whether the restored file
+    decodes to the original's frames exactly and its PSNR/SSIM against them."""
+    from .keys import read_header, restore_chunks
+    from .verify import FidelityMeter
+    from .video import Behind, VideoWriter, check_crf, check_output_path, iter_frames, output_kind, to_float
+
+    source, key_path = Path(request.input).expanduser(), Path(request.key).expanduser()
+    check_crf(request.crf)
+    kind = output_kind(str(request.output))
+    output = check_output_path(Path(request.output).expanduser(), overwrite=request.overwrite, input_path=source)
+    if output.resolve() == key_path.resolve():
+        raise InputError(f"the restored video would overwrite its key {key_path}: choose another output path.")
+    header = read_header(key_path)
+    fps = float(header.get("fps") or 0) or None
+    t0 = time.perf_counter()
+    written = None
+    try:
+        with VideoWriter(str(output) + ("/" if kind == "png" else ""), fps, crf=request.crf, preset=request.preset,
+                         overwrite=request.overwrite, input_path=source) as writer, Behind(writer.write) as write:
+            for original in progress(restore_chunks(source, key_path), request.quiet, desc="restoring", unit="chunk"):
+                write(original)
+        written = writer.path
+        frames = writer.frames_written
+        result = {"input": str(source), "key": str(key_path), "output": str(written), "output_codec": kind,
+                  "frames": frames, "key_header": header, "timings_s": {"restore": round(time.perf_counter() - t0, 3)}}
+        if request.verify:
+            t1 = time.perf_counter()
+            meter, exact = FidelityMeter(frames), True
+            restored = iter_frames(written, chunk_frames=int(header["chunk_frames"]), raw=True)
+            for original in restore_chunks(source, key_path):
+                saved = next(restored)[:, : original.shape[1], : original.shape[2]]
+                exact = exact and np.array_equal(saved, original)
+                meter.update(to_float(saved), to_float(original))
+            result.update(bit_exact=bool(exact), psnr_db=meter.psnr_db, ssim=meter.ssim)
+            result["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
+        return jsonable(result)
+    except BaseException:
+        if written is not None and Path(written).exists():
+            import shutil
+
+            shutil.rmtree(written) if Path(written).is_dir() else Path(written).unlink()
+        raise
 
 
 # --------------------------------------------------------------------------- timings

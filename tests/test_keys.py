@@ -1,0 +1,213 @@
+"""Restore keys (keys.py, --key-out, restore): the original comes back bit-exactly from a
+lossless output, as closely as H.264 allows from an .mp4 one, and a key opens nothing
+but the file it was made for (wrong key, tampered or re-encoded file, changed key: a
+clear InputError and nothing written)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physiolatent_core import cli
+from physiolatent_core.errors import InputError
+from physiolatent_core.keys import KeyReader, KeyWriter, restore_chunks
+from physiolatent_core.pipeline import JobRequest, RestoreRequest, run_job, run_restore
+from physiolatent_core.synth import synth_subject
+from physiolatent_core.video import iter_frames, read_video, write_video
+
+
+def codes(path) -> np.ndarray:
+    """Every frame of a file as decoded, 8-bit codes [T, H, W, 3]."""
+    return np.concatenate(list(iter_frames(Path(path), chunk_frames=64, raw=True)))
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    """A 4.4 s, 30 fps, 160x120 synthetic face saved as H.264 (three key chunks), removed to
+    .mkv and to .mp4 and edited to .mkv, each with a key."""
+    d = tmp_path_factory.mktemp("keys")
+    clip = synth_subject(duration_s=4.4, hr_bpm=72.0, size=(120, 160), fps=30.0, seed=3)
+    source = Path(write_video(d / "face.mp4", clip.frames, clip.fps))
+    out = {"dir": d, "input": source}
+    for name, mode, ext, extra in (("removed", "remove", "mkv", {}), ("removed_h264", "remove", "mp4", {}),
+                                   ("edited", "edit", "mkv", {"target": 100})):
+        run_job(JobRequest(input=source, mode=mode, output=d / f"{name}.{ext}", key_out=d / f"{name}.key.json",
+                           figure=False, verify=False, quiet=True, **extra))
+        out[name] = (d / f"{name}.{ext}", d / f"{name}.key.json")
+    return out
+
+
+def restore(video, key, output, **kwargs):
+    return run_restore(RestoreRequest(input=video, key=key, output=output, quiet=True, **kwargs))
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("name", ["removed", "edited"])
+def test_lossless_output_restores_bit_exactly(jobs, name):
+    video, key = jobs[name]
+    original = codes(jobs["input"])
+    assert not np.array_equal(codes(video), original)  # the job changed something to undo
+    result = restore(video, key, jobs["dir"] / f"{name}.restored.mkv")
+    assert result["bit_exact"] and result["frames"] == len(original)
+    assert np.array_equal(codes(result["output"]), original)  # PSNR infinite
+    assert result["key_header"]["mode"] == ("remove" if name == "removed" else "edit")
+    assert "key" not in result["key_header"]  # the AES key is not echoed
+
+
+def test_h264_output_restores_exactly_to_mkv_and_closely_to_mp4(jobs):
+    video, key = jobs["removed_h264"]
+    original = codes(jobs["input"])
+    # The key holds the codec's change as well, so a lossless restore is exact even from H.264.
+    exact = restore(video, key, jobs["dir"] / "from_h264.mkv")
+    assert exact["bit_exact"] and np.array_equal(codes(exact["output"]), original)
+    lossy = restore(video, key, jobs["dir"] / "from_h264.mp4", crf=18)
+    assert not lossy["bit_exact"] and 38.0 < lossy["psnr_db"] < 100.0, lossy["psnr_db"]
+    frames, _ = read_video(lossy["output"])
+    mse = np.mean((frames.astype(np.float64) - original / 255.0) ** 2)
+    assert abs(10 * np.log10(1 / mse) - lossy["psnr_db"]) < 0.01  # the reported PSNR is the file's
+
+
+def test_report_and_key_summary(jobs, tmp_path):
+    report = run_job(JobRequest(input=jobs["input"], mode="remove", output=tmp_path / "r.mkv",
+                                key_out=tmp_path / "k.json", figure=False, verify=False, quiet=True))
+    assert report["outputs"]["key"] == str(tmp_path / "k.json")
+    assert report["key"]["frames"] == 132 and report["key"]["chunks"] == 3  # 64 + 64 + 4 frames
+    assert report["key"]["bytes"] == (tmp_path / "k.json").stat().st_size
+    json.loads((tmp_path / "k.json").read_text())  # the key file is plain JSON
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def refused(video, key, output, match):
+    before = sorted(Path(output).parent.iterdir())
+    with pytest.raises(InputError, match=match):
+        restore(video, key, output)
+    assert sorted(Path(output).parent.iterdir()) == before  # nothing written, no temp file left
+
+
+def test_wrong_key_is_refused(jobs):
+    video, _ = jobs["removed"]
+    _, other_key = jobs["edited"]  # the key of another output of the same input
+    refused(video, other_key, jobs["dir"] / "wrong.mkv", "not the file this key was made for")
+
+
+def test_tampered_file_is_refused(jobs, tmp_path):
+    video, key = jobs["removed"]
+    frames = codes(video)
+    frames[100, 60, 80, 1] ^= 1  # one level of one channel of one pixel in the second chunk
+    tampered = Path(write_video(tmp_path / "tampered.mkv", frames, 30.0))
+    refused(tampered, key, tmp_path / "out.mkv", "frames 64-127 differ")
+
+
+def test_reencoded_file_is_refused(jobs, tmp_path):
+    video, key = jobs["removed"]
+    frames, fps = read_video(video)
+    reencoded = Path(write_video(tmp_path / "reencoded.mp4", frames, fps, crf=18))
+    refused(reencoded, key, tmp_path / "out.mkv", "re-encoded")
+
+
+def test_trimmed_file_is_refused(jobs, tmp_path):
+    video, key = jobs["removed"]
+    trimmed = Path(write_video(tmp_path / "trimmed.mkv", codes(video)[:128], 30.0))
+    refused(trimmed, key, tmp_path / "out.mkv", "fewer frames")
+
+
+def _edit_key(path: Path, out: Path, change) -> Path:
+    lines = path.read_text().split("\n")
+    change(lines)
+    out.write_text("\n".join(lines))
+    return out
+
+
+def test_changed_key_is_refused(jobs, tmp_path):
+    video, key = jobs["removed"]
+
+    def flip_ciphertext(lines):
+        digest, blob = json.loads(lines[2].rstrip(","))
+        raw = bytearray(base64.b64decode(blob))
+        raw[40] ^= 0x10
+        lines[2] = json.dumps([digest, base64.b64encode(bytes(raw)).decode()]) + ","
+
+    def other_aes_key(lines):
+        head = json.loads(lines[0] + "]}")
+        head["header"]["key"] = base64.b64encode(bytes(32)).decode()
+        lines[0] = lines[0].split('"header": ')[0] + '"header": ' + json.dumps(head["header"]) + ', "chunks": ['
+
+    def other_header(lines):
+        lines[0] = lines[0].replace('"mode": "remove"', '"mode": "edit"')
+
+    def cut_trailer(lines):
+        lines[-2] = lines[-2].replace('"frames": 132', '"frames": 128')
+
+    for change, match in ((flip_ciphertext, "does not open chunk 1"), (other_aes_key, "does not open chunk 0"),
+                          (other_header, "does not open chunk 0"), (cut_trailer, "does not open its trailer")):
+        changed = _edit_key(key, tmp_path / f"{change.__name__}.json", change)
+        refused(video, changed, tmp_path / f"{change.__name__}.mkv", match)
+
+
+def test_not_a_key_and_paths_are_refused(jobs, tmp_path):
+    video, key = jobs["removed"]
+    (tmp_path / "report.json").write_text('{"a": 1}\n')
+    refused(video, tmp_path / "report.json", tmp_path / "o.mkv", "not a PhysioLatent key")
+    refused(video, tmp_path / "missing.json", tmp_path / "o.mkv", "does not exist")
+    odd_name = tmp_path / "key.mkv"  # a key named like a video
+    odd_name.write_bytes(key.read_bytes())
+    with pytest.raises(InputError, match="overwrite its key"):
+        restore(video, odd_name, odd_name, overwrite=True)
+    with pytest.raises(InputError, match="estimate changes nothing"):
+        JobRequest(input=video, mode="estimate", key_out=tmp_path / "k.json")
+    with pytest.raises(InputError, match="must differ"):
+        run_job(JobRequest(input=jobs["input"], mode="remove", output=tmp_path / "x.mkv",
+                           key_out=tmp_path / "x.png", quiet=True))
+    assert not (tmp_path / "x.mkv").exists()
+
+
+# --------------------------------------------------------------------------- the format
+
+
+def test_key_writer_and_reader_round_trip_chunks(tmp_path):
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (10, 8, 12, 3), dtype=np.uint8)
+    output = np.clip(original.astype(int) + rng.integers(-3, 4, original.shape), 0, 255).astype(np.uint8)
+    output[9] = 255 - original[9]  # differences beyond int8 in the short last chunk
+    with KeyWriter(tmp_path / "k.json", width=12, height=8, chunk_frames=4) as writer:
+        for at in range(0, 10, 4):
+            writer.add(original[at : at + 4], output[at : at + 4])
+    with KeyReader(tmp_path / "k.json") as reader:
+        back = np.concatenate([reader.undo(output[at : at + 4]) for at in range(0, 10, 4)])
+        assert reader.finish()["frames"] == 10
+    assert np.array_equal(back, original)
+    with pytest.raises(InputError, match="made for a 12x8 video"):
+        KeyReader(tmp_path / "k.json").undo(output[:4, :4])
+    with pytest.raises(InputError, match="at least one frame"):
+        KeyWriter(tmp_path / "empty.json", width=12, height=8, chunk_frames=4).close()
+    assert not (tmp_path / "empty.json").exists()
+
+
+def test_restore_chunks_streams_the_original(jobs):
+    video, key = jobs["edited"]
+    chunks = list(restore_chunks(video, key))
+    assert [len(c) for c in chunks] == [64, 64, 4]
+    assert np.array_equal(np.concatenate(chunks), codes(jobs["input"]))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_remove_with_key_and_restore(jobs, tmp_path, capsys):
+    out, key = tmp_path / "r.mkv", tmp_path / "r.key.json"
+    assert cli.main(["remove", jobs["input"], "-o", out, "--key-out", key, "--no-figure", "--no-verify",
+                     "--quiet"]) == 0
+    assert cli.main(["restore", out, "--key", key, "-o", tmp_path / "back.mkv"]) == 0
+    assert "original frames exactly" in capsys.readouterr().out
+    assert np.array_equal(codes(tmp_path / "back.mkv"), codes(jobs["input"]))
+    assert cli.main(["restore", jobs["input"], "--key", key, "-o", tmp_path / "no.mkv"]) == 2
+    assert "not the file this key was made for" in capsys.readouterr().err
+    assert not (tmp_path / "no.mkv").exists()
