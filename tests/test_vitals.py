@@ -233,3 +233,33 @@ def test_request_refuses_targets_it_cannot_set(kwargs, message):
 def test_editor_refuses_breathing_for_a_plain_removal():
     with pytest.raises(InputError, match="decoy"):
         PulseEditor(30.0, "remove", resp_rate=14)
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def test_pulse_edit_and_estimate_vital_signs_nodes(subject):
+    """The nodes set and read back HRV and breathing on a synthetic face (lossless, in memory)."""
+    import json
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "comfyui"))
+    from workflow_tools import load_pack
+
+    nodes = load_pack().NODE_CLASS_MAPPINGS
+    images = torch.from_numpy(subject.frames)
+    mask = torch.from_numpy(subject.skin_mask)
+    edit = nodes["PhysioLatentPulseEdit"]()
+    edited, info = edit.run(images, subject.fps, 84.0, "lossless", 0, mask=mask, hrv_rmssd_ms=30.0, resp_rate="10")
+    assert json.loads(info)["injected_rmssd_ms"] == 30.0
+    est = nodes["PhysioLatentEstimateVitals"]()
+    out = est.run(edited, subject.fps, "pos", mask=mask, reference=images, target_rmssd_ms=30.0,
+                  target_resp_rate=10.0)
+    hr, rmssd_ms, resp, text, plot = out["result"]
+    report = json.loads(text)
+    assert hr == pytest.approx(84.0, abs=3.0)
+    assert report["rmssd_within_20pct"] and report["resp_within_1_5"], report
+    assert report["before"]["breathing"]["rate_bpm"] == pytest.approx(14.0, abs=1.5)  # the subject's own
+    assert plot.shape[0] == 1 and plot.shape[-1] == 3
