@@ -1,4 +1,4 @@
-"""Command line: ``python -m physiolatent_core {edit,remove,restore,estimate,demo,train,evaluate}``.
+"""Command line: ``python -m physiolatent_core {edit,remove,restore,estimate,demo,batch,train,evaluate}``.
 
 Argument parsing and printing only: every job is a ``pipeline.JobRequest`` run by
 ``pipeline.run_job`` (read -> track -> edit -> write -> verify -> report), which
@@ -82,7 +82,7 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
         prog="python -m physiolatent_core",
         description="Edit, remove or verify the heart-rate (rPPG) signal in a face video.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,restore,estimate,demo,train,evaluate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{edit,remove,restore,estimate,demo,batch,train,evaluate}")
 
     p = sub.add_parser("edit", help="set the pulse to a target heart rate")
     p.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm) or folder of PNG/JPG frames")
@@ -123,6 +123,8 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
                    help="darken the subject's skin to this Monk Skin Tone scale tone (default: as photographed, ~5)")
     _add_common(p, output=False, files=False)
 
+    _add_batch(sub)
+
     # The paper's network (torch, diffusers) is imported only when its commands are asked
     # for, so the training-free commands start fast.
     p_train = sub.add_parser("train", help="train the PhysioLatent adapter (needs a CogVideoX VAE file)")
@@ -136,18 +138,53 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_batch(sub) -> None:
+    p = sub.add_parser("batch", help="edit or anonymise a whole dataset into the same layout (resumable)",
+                       description="Every clip of a dataset edited (or its pulse removed) into the same layout "
+                                   "under OUT_ROOT, with the new ground truth in the dataset's format; rerun the "
+                                   "same command to resume. See docs/DATASETS.md.")
+    p.add_argument("root", help="dataset root (UBFC-rPPG, PURE, MMPD or a folder of videos; detected) or a "
+                                ".csv/.jsonl manifest (columns path, optional mode and target)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_ROOT", help="new root for the output dataset")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--target-hr", help="target policy: 100 (every clip; also 70:120 or '0s=70, 8s=110'), "
+                                          "60,80,100 (dealt out in clip order), uniform:40-180 (a seeded draw "
+                                          "per clip), balanced:50-150 (a flat histogram over the band, matched "
+                                          "to each clip's measured HR by rank)")
+    what.add_argument("--remove", action="store_true", help="remove the pulse of every clip (anonymise)")
+    p.add_argument("--decoy-hr", help="with --remove: show this heart rate (bpm) instead of pulse-band noise")
+    p.add_argument("--layout", choices=("ubfc", "pure", "mmpd", "folder", "manifest"),
+                   help="the dataset's layout (default: detected from the folder)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local process pool (default) or Ray (pip install 'physiolatent[ray]')")
+    p.add_argument("--workers", type=int, help="clips at once (default: one per core)")
+    p.add_argument("--ray-address", help="ray: the cluster to join, e.g. ray://head:10001 or auto "
+                                         "(default: start a local Ray)")
+    p.add_argument("--gpus-per-clip", type=float, default=0.0,
+                   help="ray: GPUs each clip's task reserves (e.g. 1 or 0.5 for the network; default 0)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="ray: times a clip is retried when its worker dies (default 2)")
+    p.add_argument("--figures", action="store_true", help="also draw each clip's pulse figure (slower)")
+    _add_network_options(p)
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated rPPG readers for verification (as for edit; default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality for .mp4/.mov outputs, 0-51 (default 18)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, help="x264 preset (default medium)")
+    p.add_argument("--no-verify", action="store_true", help="skip reading each saved clip back (faster; no "
+                                                            "after-edit readings in the summary)")
+    p.add_argument("--robust-to", choices=("lossless", "h264"), help="edit strength (default: matches each output)")
+    p.add_argument("--amplitude", type=float, help="training-free: fixed RMS of the injected pulse (as for edit)")
+    p.add_argument("--min-psnr", type=float, help="training-free: fidelity floor in dB (as for edit)")
+
+
 # --------------------------------------------------------------------------- requests
 
 
 def _request(args, mode: str) -> JobRequest:
     """The job the parsed arguments ask for (``pipeline.JobRequest``)."""
-    network = None
-    if getattr(args, "method", "training-free") == "physiolatent":
-        if not args.vae or not args.adapter:
-            raise InputError("--method physiolatent needs --vae (CogVideoX VAE file) and --adapter (trained adapter).")
-        network = NetworkFiles(vae=Path(args.vae).expanduser(), adapter=Path(args.adapter).expanduser(),
-                               clip=Path(args.clip).expanduser() if args.clip else None, device=args.device,
-                               crop_size=args.crop_size)
+    network = _network(args)
     writes = mode != "estimate"
     figure = False if args.no_figure else (Path(args.figure).expanduser() if args.figure else None)
     return JobRequest(
@@ -159,6 +196,28 @@ def _request(args, mode: str) -> JobRequest:
                                        amplitude=args.amplitude, min_psnr_db=args.min_psnr,
                                        verify=not args.no_verify, key_out=args.key_out)),
     )
+
+
+def _network(args) -> NetworkFiles | None:
+    if getattr(args, "method", "training-free") != "physiolatent":
+        return None
+    if not args.vae or not args.adapter:
+        raise InputError("--method physiolatent needs --vae (CogVideoX VAE file) and --adapter (trained adapter).")
+    return NetworkFiles(vae=Path(args.vae).expanduser(), adapter=Path(args.adapter).expanduser(),
+                        clip=Path(args.clip).expanduser() if args.clip else None, device=args.device,
+                        crop_size=args.crop_size)
+
+
+def _batch_request(args):
+    from .batch import BatchRequest
+
+    return BatchRequest(
+        root=Path(args.root), out_root=Path(args.output), target=args.target_hr, remove=args.remove,
+        decoy=args.decoy_hr, layout=args.layout, engine=args.engine, workers=args.workers,
+        ray_address=args.ray_address, gpus_per_clip=args.gpus_per_clip, retries=args.retries,
+        methods=_methods(args.methods), crf=args.crf, preset=args.preset, robust_to=args.robust_to,
+        amplitude=args.amplitude, min_psnr_db=args.min_psnr, seed=args.seed, verify=not args.no_verify,
+        figures=args.figures, network=_network(args), quiet=args.quiet)
 
 
 def _methods(spec: str) -> tuple[str, ...]:
@@ -242,6 +301,41 @@ def _print_restore(result: dict) -> None:
     print("\n".join(lines))
 
 
+def _print_batch(summary: dict) -> None:
+    c = summary["counts"]
+    lines = [f"{summary['layout']} dataset, {c['clips']} clips: {c['done']} done ({c['skipped_as_done']} already "
+             f"done before this run), {c['failed']} failed, {c['pending']} not done",
+             f"engine  {summary['engine']}: {c['processed_this_run']} clips in {summary['seconds']:.1f} s"
+             + (f" ({summary['clips_per_minute']:.1f} clips/min)" if summary["clips_per_minute"] else "")]
+    for failure in summary["failures"][:10]:
+        lines.append(f"  failed {failure['clip']}: {failure['reason']}")
+    if len(summary["failures"]) > 10:
+        lines.append(f"  ... {len(summary['failures']) - 10} more in summary.json")
+    for name, key in (("HR before", "hr_before_bpm"), ("target", "target_hr_bpm"), ("HR after", "hr_after_bpm")):
+        s = summary[key]
+        if s["n"]:
+            lines.append(f"{name:9s} {s['min']:5.1f}-{s['max']:5.1f} bpm, median {s['median']:5.1f} ({s['n']} clips)")
+    if summary["hit_rate_by_reader"]:
+        lines.append("readers that read the aim: " + ", ".join(
+            f"{name} {100 * h['rate']:.0f} %" for name, h in summary["hit_rate_by_reader"].items()))
+    if summary["psnr_db"]["n"]:
+        p = summary["psnr_db"]
+        lines.append(f"PSNR    {p['min']:.1f}-{p['max']:.1f} dB, median {p['median']:.1f}")
+    lines.append(f"wrote   {summary['out_root']}; run records, summary.json and summary.png in "
+                 f"{Path(summary['figure']).parent}")
+    print("\n".join(lines))
+
+
+def _print_restore(result: dict) -> None:
+    lines = [f"restored {result['frames']} frames of {result['input']} -> {result['output']}"]
+    if result.get("bit_exact"):
+        lines.append("the restored file decodes to the original frames exactly")
+    elif result.get("psnr_db") is not None:
+        lines.append(f"PSNR {result['psnr_db']:.2f} dB, SSIM {result['ssim']:.4f} against the original frames "
+                     f"({result['output_codec']} output; .mkv restores them exactly)")
+    print("\n".join(lines))
+
+
 def _print_estimate(report: dict) -> None:
     # The estimate is the command's result: printed even with --quiet.
     checked = report["verify"]
@@ -285,6 +379,19 @@ def main(argv=None) -> int:
                 _print_estimate(report)
             elif not args.quiet:
                 _print_summary(report)
+        elif args.command == "restore":
+            result = run_restore(RestoreRequest(input=Path(args.input), key=Path(args.key), output=Path(args.output),
+                                                crf=args.crf, preset=args.preset, overwrite=args.overwrite,
+                                                verify=not args.no_verify, quiet=args.quiet))
+            if not args.quiet:
+                _print_restore(result)
+        elif args.command == "batch":
+            from .batch import run_batch
+
+            summary = run_batch(_batch_request(args), log=lambda message: _log(args, message))
+            if not args.quiet:
+                _print_batch(summary)
+            return 1 if summary["counts"]["failed"] else 0
         elif args.command == "restore":
             result = run_restore(RestoreRequest(input=Path(args.input), key=Path(args.key), output=Path(args.output),
                                                 crf=args.crf, preset=args.preset, overwrite=args.overwrite,

@@ -902,9 +902,3 @@ def injected_wave(n_frames: int, fps: float, target, seed: int = 0, band_bpm=(40
     """The unit blood-volume pulse ``PulseEditor(fps, target=target, seed=seed)`` injects
     into an ``n_frames``-frame clip ([T] float64): an edited clip's new ground truth."""
     return _target_wave(n_frames, fps, parse_hr_target(target), seed, band_bpm)
-
-
-def injected_wave(n_frames: int, fps: float, target, seed: int = 0, band_bpm=(40.0, 180.0)) -> np.ndarray:
-    """The unit blood-volume pulse ``PulseEditor(fps, target=target, seed=seed)`` injects
-    into an ``n_frames``-frame clip ([T] float64): an edited clip's new ground truth."""
-    return _target_wave(n_frames, fps, parse_hr_target(target), seed, band_bpm)

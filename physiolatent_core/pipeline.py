@@ -198,6 +198,18 @@ def run_job(request: JobRequest) -> dict:
 # --------------------------------------------------------------------------- the editor
 
 
+# The batch runner's workers keep the network loaded between clips (keep_networks_loaded),
+# so its weights load once per worker; a single job loads them and lets them go.
+_KEPT_NETWORKS: dict | None = None
+
+
+def keep_networks_loaded() -> None:
+    """From now on, this process keeps the last network ``make_editor`` loaded, for reuse."""
+    global _KEPT_NETWORKS
+    if _KEPT_NETWORKS is None:
+        _KEPT_NETWORKS = {}
+
+
 def make_editor(request: JobRequest, fps: float, kind: str):
     """The request's editor (``editors.ChunkEditor``) for an output of ``kind``."""
     robust_to = request.robust_to or ("h264" if kind == "h264" else "lossless")
@@ -205,10 +217,16 @@ def make_editor(request: JobRequest, fps: float, kind: str):
         from .network_editor import NetworkEditor
 
         net = request.network
-        aim = request.target
-        return NetworkEditor.from_files(net.vae, net.adapter, fps, request.mode,
-                                        target_hr_bpm=None if aim is None else aim.mean_bpm, clip_path=net.clip,
-                                        device=net.device, crop_size=net.crop_size)
+        target_hr_bpm = None if request.target is None else request.target.mean_bpm
+        if _KEPT_NETWORKS is not None and net in _KEPT_NETWORKS:
+            model, device = _KEPT_NETWORKS[net]
+            return NetworkEditor(model, fps, request.mode, target_hr_bpm, net.crop_size, device)
+        editor = NetworkEditor.from_files(net.vae, net.adapter, fps, request.mode, target_hr_bpm=target_hr_bpm,
+                                          clip_path=net.clip, device=net.device, crop_size=net.crop_size)
+        if _KEPT_NETWORKS is not None:
+            _KEPT_NETWORKS.clear()  # one network per worker
+            _KEPT_NETWORKS[net] = editor.model, editor.device
+        return editor
     from .editor import PulseEditor
 
     # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
