@@ -94,6 +94,11 @@ READER_BOX_SCALE = 1.25
 # Half-width of the band kept around the own HR and its harmonic: wide enough for the
 # sidebands of breathing (0.1-0.4 Hz) and of heart-rate variability.
 OWN_BANDWIDTH_HZ = 0.45
+# Removal also takes out the face colour's slow drift at breathing rates (4-36 breaths/min; the
+# pulse band starts at 40 bpm), measured around its mean over SLOW_MEAN_S (rppg.vitals reads
+# breathing the same way).
+BREATHING_BAND_HZ = (0.06, 0.6)
+SLOW_MEAN_S = 25.0
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face's (docs/BENCHMARKS.md, run U)
 # Truncation to 8 bit (core SaveVideo) turns a change under a grey level into a brightness
@@ -402,6 +407,14 @@ class PulseEditor:
         own = own_spread(0.0)
         amp_g = np.sqrt(np.mean(own[..., 1] ** 2, axis=0))
         amp_map = _amplitude_map(amp_g, valid, face_weights)
+        if self.mode == "remove":
+            # Breathing shows in the pulse's rate and amplitude (removed with it: OWN_BANDWIDTH_HZ
+            # holds those sidebands) and as a slow drift of the skin colour, which the 0.4 Hz
+            # normalisation above never sees: take the face colour's breathing band out too, the
+            # same relative change in every cell, so the face mean loses exactly it.
+            breathing = _breathing_band(face_rgb, cell_weights.sum(axis=1) > 0, self.fps)[:, None, :]
+            pulse_spread = own_spread
+            own_spread = functools.cache(lambda evenness: pulse_spread(evenness) + breathing * valid[None, :, None])
 
         rng = np.random.default_rng(self.seed)
         if self.mode == "edit":
@@ -762,6 +775,18 @@ def _normalise(colours: np.ndarray, weights: np.ndarray, fps: float):
     norm = filled / slow - 1.0
     norm[:, ~valid] = 0.0
     return norm, valid
+
+
+def _breathing_band(face_rgb: np.ndarray, present: np.ndarray, fps: float) -> np.ndarray:
+    """Relative change of the face colour ``face_rgb [T,3]`` at breathing rates
+    (``BREATHING_BAND_HZ``), around its mean over ``SLOW_MEAN_S``; frames without a face
+    (``present [T]`` False) interpolated. ``[T,3]``."""
+    from scipy import signal  # noqa: PLC0415 (slow to import: loaded on first use)
+    filled = np.maximum(np.stack([fill_gaps(face_rgb[:, c], present) for c in range(3)], axis=1), 1e-3)
+    slow = signal.sosfiltfilt(signal.butter(1, 1.0 / SLOW_MEAN_S, fs=fps, output="sos"), filled, axis=0,
+                              padlen=min(len(filled) - 1, int(SLOW_MEAN_S * fps)))
+    band = signal.butter(2, BREATHING_BAND_HZ, btype="bandpass", fs=fps, output="sos")
+    return _sosfiltfilt(band, filled / np.maximum(slow, 1e-3) - 1.0, fps)
 
 
 def _hr_track(pulse: np.ndarray, fps: float, band_bpm) -> np.ndarray:

@@ -14,5 +14,4 @@ fi
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-# ray: the batch runner's optional engine, installed so its test runs (about 70 MB, no torch).
-python -m pip install -q -r requirements.txt pytest "ray>=2.9"
+python -m pip install -q -r requirements.txt pytest
