@@ -14,4 +14,5 @@ fi
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-python -m pip install -q -r requirements.txt pytest
+# ray: the batch runner's optional engine, installed so its test runs (about 70 MB, no torch).
+python -m pip install -q -r requirements.txt pytest "ray>=2.9"
