@@ -67,6 +67,7 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
 
 
 
+
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("training-free", "physiolatent"), default="training-free",
                    help="training-free editor (default, CPU, no weights) or the paper's network")
@@ -90,6 +91,12 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--target-hr", required=True,
                    help="target heart rate in bpm: 75, a linear ramp over the clip like 70:120, or "
                         "time=bpm points like '0s=70, 8s=110'")
+    p.add_argument("--hrv-rmssd", type=float, metavar="MS",
+                   help="training-free: heart-rate variability of the injected pulse as RMSSD in ms (e.g. 45; "
+                        "resting adults ~10-100), beat by beat with respiratory sinus arrhythmia")
+    p.add_argument("--resp-rate", metavar="BREATHS_PER_MIN",
+                   help="training-free: breathing rate of the injected pulse in breaths/min, 4-40: 14, a ramp "
+                        "like 12:18, or time=rate points like '0s=12, 30s=18'")
     _add_network_options(p)
     _add_common(p)
 
@@ -190,6 +197,7 @@ def _request(args, mode: str) -> JobRequest:
     return JobRequest(
         input=Path(args.input), mode=mode, output=Path(args.output).expanduser() if writes else None,
         target=getattr(args, "target_hr", None), decoy=getattr(args, "decoy_hr", None),
+        hrv_rmssd_ms=getattr(args, "hrv_rmssd", None), resp_rate_bpm=getattr(args, "resp_rate", None),
         methods=_methods(args.methods), report=Path(args.report).expanduser() if args.report else None,
         figure=figure, fps=args.fps, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, network=network,
         **({} if not writes else dict(crf=args.crf, preset=args.preset, robust_to=args.robust_to,
@@ -277,6 +285,9 @@ def _print_summary(report: dict) -> None:
             lines.append(f"pulse SNR at the original HR ({method}): {before:.1f} dB before, {after:.1f} dB after")
     if report.get("trajectory") and report["trajectory"]["mae_bpm"] is not None:
         lines.append(f"trajectory error (POS, sliding windows): {report['trajectory']['mae_bpm']:.1f} bpm")
+    if report.get("vitals"):
+        lines += [_vitals_line(report["vitals"], f"{which:6s} ", which) for which in ("before", "after")
+                  if report["vitals"].get(which)]
     if v:
         fidelity = f"PSNR {v['psnr_db']:.1f} dB, SSIM {v['ssim']:.4f} against the input"
         if report.get("codec_reference"):
@@ -288,16 +299,6 @@ def _print_summary(report: dict) -> None:
     if outs.get("key"):
         lines.append(f"key     {outs['key']} ({report['key']['bytes'] / 1e6:.1f} MB; keep it private: it restores "
                      "the original)")
-    print("\n".join(lines))
-
-
-def _print_restore(result: dict) -> None:
-    lines = [f"restored {result['frames']} frames of {result['input']} -> {result['output']}"]
-    if result.get("bit_exact"):
-        lines.append("the restored file decodes to the original frames exactly")
-    elif result.get("psnr_db") is not None:
-        lines.append(f"PSNR {result['psnr_db']:.2f} dB, SSIM {result['ssim']:.4f} against the original frames "
-                     f"({result['output_codec']} output; .mkv restores them exactly)")
     print("\n".join(lines))
 
 
@@ -343,6 +344,21 @@ def _print_estimate(report: dict) -> None:
         hr, snr = checked["hr_bpm"][name], checked["snr_db"][name]
         print(f"{name:6s} {_fmt_hr(hr)} bpm   SNR {'n/a' if snr is None else f'{snr:5.1f} dB'}")
     print(f"median {_fmt_hr(checked['hr_bpm_median'])} bpm")
+    if report.get("vitals"):
+        print(_vitals_line(report["vitals"]))
+
+
+def _vitals_line(vitals: dict, prefix: str = "", which: str = "after") -> str:
+    """``HRV (pos): RMSSD 45 ms [good], SDNN ..; breathing 14.0 breaths/min [good]`` ('' if absent)."""
+    read = vitals.get(which)
+    if not read:
+        return ""
+    h, b = read["hrv"], read["breathing"]
+    ms = lambda v: "n/a" if v is None else f"{v:.0f} ms"  # noqa: E731
+    lf_hf = "" if h["lf_hf"] is None else f", LF/HF {h['lf_hf']:.2f}"
+    rate = "n/a" if b["rate_bpm"] is None else f"{b['rate_bpm']:.1f} breaths/min"
+    return (f"{prefix}HRV ({vitals['method']}): RMSSD {ms(h['rmssd_ms'])}, "
+            f"SDNN {ms(h['sdnn_ms'])}{lf_hf} [{h['quality']}]; breathing {rate} [{b['quality']}]")
 
 
 def _demo(args) -> dict:
@@ -379,12 +395,6 @@ def main(argv=None) -> int:
                 _print_estimate(report)
             elif not args.quiet:
                 _print_summary(report)
-        elif args.command == "restore":
-            result = run_restore(RestoreRequest(input=Path(args.input), key=Path(args.key), output=Path(args.output),
-                                                crf=args.crf, preset=args.preset, overwrite=args.overwrite,
-                                                verify=not args.no_verify, quiet=args.quiet))
-            if not args.quiet:
-                _print_restore(result)
         elif args.command == "batch":
             from .batch import run_batch
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, VideoError
-from .pulse import HRTarget, parse_hr_target
+from .pulse import HRTarget, check_rmssd, parse_hr_target, parse_resp_target
 from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
 from .verify import jsonable
 
@@ -97,6 +97,8 @@ class JobRequest:
     quiet: bool = False
     network: NetworkFiles | None = None
     true_hr_bpm: float | None = None  # known ground truth (synthetic input), for the report
+    hrv_rmssd_ms: float | None = None  # RMSSD of the injected pulse's beats, ms (training-free)
+    resp_rate_bpm: HRTarget | float | str | None = None  # its breathing rate, breaths/min, or a trajectory
     key_out: Path | None = None  # restore key (keys.py): what the job changed, encrypted; edit and remove only
 
     def __post_init__(self):
@@ -111,6 +113,16 @@ class JobRequest:
         object.__setattr__(self, "target", parse(self.target) if self.mode == "edit" else None)
         object.__setattr__(self, "decoy", parse(self.decoy) if self.mode == "remove" else None)
         object.__setattr__(self, "methods", tuple(resolve_methods(list(self.methods))))
+        if self.hrv_rmssd_ms is not None or self.resp_rate_bpm is not None:
+            if self.aim is None:
+                raise InputError("HRV and breathing targets shape an injected pulse: give them to an edit (or a "
+                                 "removal with a decoy HR).")
+            if self.network is not None:
+                raise InputError("HRV and breathing targets need the training-free editor; the network takes one HR.")
+            if self.hrv_rmssd_ms is not None:
+                object.__setattr__(self, "hrv_rmssd_ms", check_rmssd(self.hrv_rmssd_ms))
+            if self.resp_rate_bpm is not None:
+                object.__setattr__(self, "resp_rate_bpm", parse_resp_target(self.resp_rate_bpm))
         if self.key_out is not None:
             if self.mode == "estimate":
                 raise InputError("estimate changes nothing: a restore key (key_out) is for edit and remove.")
@@ -234,7 +246,8 @@ def make_editor(request: JobRequest, fps: float, kind: str):
     return PulseEditor(fps, request.mode, target=request.target, decoy_hr_bpm=request.decoy, robust_to=robust_to,
                        amplitude=request.amplitude, min_psnr_db=request.min_psnr_db, seed=request.seed,
                        codec_crf=request.crf if kind == "h264" else 23, codec_quantize="dither",
-                       codec_preset=request.preset)
+                       codec_preset=request.preset, hrv_rmssd_ms=request.hrv_rmssd_ms,
+                       resp_rate=request.resp_rate_bpm)
 
 
 # --------------------------------------------------------------------------- passes
@@ -396,13 +409,14 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
     band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), request.true_hr_bpm)
-    checked = trajectory = codec_reference = traces_after = None
+    checked = trajectory = codec_reference = traces_after = vitals = None
     if request.verify:
         # ---- pass 4: the file as saved, beside the input
         traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), paths.kind,
                                                             request, n_frames, traces_before, aim_constant, band)
         if aim is not None and aim.kind != "constant":
             trajectory = _trajectory_check(traces_after.rgb, fps, aim_curve, band)
+        vitals = _vitals_check(request, traces_after, traces_before, n_frames, fps, band)
         lap("verify")
 
     figure_path = paths.figure if traces_after is not None else None  # nothing read back: nothing to draw
@@ -425,6 +439,8 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         "settings": {
             "target_hr": None if request.target is None else str(request.target),
             "decoy_hr": None if request.decoy is None else str(request.decoy),
+            "hrv_rmssd_ms": request.hrv_rmssd_ms,
+            "resp_rate": None if request.resp_rate_bpm is None else str(request.resp_rate_bpm),
             "robust_to": robust_to, "output_codec": paths.kind, "crf": request.crf if paths.kind == "h264" else None,
             "seed": request.seed, "methods": list(request.methods), "band_bpm": list(band), "fps": fps,
         },
@@ -433,6 +449,7 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         "editor": editor.info,
         "verify": checked,
         "trajectory": trajectory,
+        "vitals": vitals,
         "codec_reference": codec_reference,
         "timings_s": timings.as_dict(),
         "peak_memory_mb": timings.peak_mb,
@@ -545,6 +562,17 @@ def codec_reference_of(frames, saved, fps: float, crf: int, seed: int, preset: s
     }
 
 
+def _vitals_check(request: JobRequest, traces_after, traces_before, n_frames: int, fps: float, band) -> dict:
+    """HRV and breathing of the saved file against the request's targets (``verify.verify_vitals``)."""
+    from .pulse import hr_curve
+    from .verify import verify_vitals
+
+    resp = request.resp_rate_bpm
+    return verify_vitals(traces_after, fps, traces_before=traces_before, rmssd_target_ms=request.hrv_rmssd_ms,
+                         resp_target_bpm=None if resp is None else float(np.mean(hr_curve(resp, n_frames, fps))),
+                         band_bpm=band)
+
+
 def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
     """For an HR trajectory: POS HR over sliding windows of the colour trace ``rgb [T,3]``
     against the target curve."""
@@ -567,7 +595,7 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
     """Two streamed passes (face track, then mask + colour traces): bounded memory."""
     from .face import SkinMasker
     from .rppg import ColourTraces, read_traces
-    from .rppg.hr import check_duration
+    from .rppg.hr import DEFAULT_BAND_BPM, check_duration
     from .verify import plot_pulse, save_figure, verify_traces
     from .video import probe_video
 
@@ -582,6 +610,7 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
     traces = ColourTraces.join(traces)
     info = dataclasses.replace(info, num_frames=len(traces))
     checked = verify_traces(traces, info.fps, methods=list(request.methods))
+    vitals = _vitals_check(request, traces, None, len(traces), info.fps, DEFAULT_BAND_BPM)
     if paths.figure is not None:
         fig = plot_pulse(traces.rgb, info.fps, title=f"{request.input.name}: POS pulse")
         paths.done(save_figure(fig, paths.figure, overwrite=request.overwrite))
@@ -589,7 +618,7 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
         "command": "estimate", "input": asdict(info),
         "settings": {"methods": list(request.methods), "fps": info.fps},
         "face": {"frames": len(traces), "frames_detected": int(np.sum(track.found))},
-        "verify": checked, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
+        "verify": checked, "vitals": vitals, "timings_s": {"total": round(time.perf_counter() - t0, 3)},
         "outputs": {"report": None if paths.report is None else str(paths.report),
                     "figure": None if paths.figure is None else str(paths.figure)},
     })
