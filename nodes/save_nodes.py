@@ -66,6 +66,7 @@ class SaveVideoPulseSafe:
         }}
 
     def save(self, images, fps, filename_prefix, format, crf, dither):
+        from physiolatent_core.keys import level_codes
         from physiolatent_core.video import VideoWriter
 
         fps = check_fps(fps)
@@ -73,6 +74,11 @@ class SaveVideoPulseSafe:
         path, file, subfolder = _save_path(filename_prefix, frames.shape[2], frames.shape[1], FORMATS[format])
         starts = range(0, frames.shape[0], CHUNK_FRAMES)
         progress = Progress(len(starts))
+        # Frames on 8-bit levels (a loaded video's, Pulse Remove (reversible)'s) are written as
+        # those levels: dithering adds nothing to them but moves a few by float rounding,
+        # which a restore key would refuse.
+        levels = level_codes(frames)
+        frames = frames if levels is None else levels
         # Atomic writer: an interrupt (raised by progress.update) leaves no partial file.
         with VideoWriter(path, fps, crf=int(crf), overwrite=False, dither=bool(dither)) as writer:
             for s in starts:

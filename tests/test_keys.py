@@ -14,7 +14,7 @@ import pytest
 
 from physiolatent_core import cli
 from physiolatent_core.errors import InputError
-from physiolatent_core.keys import KeyReader, KeyWriter, restore_chunks
+from physiolatent_core.keys import KeyReader, KeyWriter, level_codes, restore_chunks
 from physiolatent_core.pipeline import JobRequest, RestoreRequest, run_job, run_restore
 from physiolatent_core.synth import synth_subject
 from physiolatent_core.video import iter_frames, read_video, write_video
@@ -211,3 +211,62 @@ def test_cli_remove_with_key_and_restore(jobs, tmp_path, capsys):
     assert cli.main(["restore", jobs["input"], "--key", key, "-o", tmp_path / "no.mkv"]) == 2
     assert "not the file this key was made for" in capsys.readouterr().err
     assert not (tmp_path / "no.mkv").exists()
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+@pytest.fixture()
+def pack(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("PHYSIOLATENT_OUTPUT_DIR", str(tmp_path / "output"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "comfyui"))
+    from workflow_tools import load_pack
+
+    nodes = load_pack().NODE_CLASS_MAPPINGS
+
+    def node(name, **kwargs):
+        cls = nodes[name]
+        out = getattr(cls(), cls.FUNCTION)(**kwargs)
+        return out["result"] if isinstance(out, dict) else out
+
+    return node
+
+
+def test_nodes_remove_reversibly_save_losslessly_and_restore(jobs, pack, tmp_path):
+    import torch
+
+    frames, fps = read_video(jobs["input"])
+    images, key, info = pack("PhysioLatentPulseRemoveReversible", images=torch.from_numpy(frames), fps=fps,
+                             decoy_hr_bpm=0.0, robust_to="lossless", seed=0)
+    assert (tmp_path / "output" / key).is_file() and json.loads(info)["key"] == key
+    removed = images.numpy()
+    assert not np.array_equal(removed, frames) and level_codes(removed) is not None  # on 8-bit levels
+    back, _ = pack("PhysioLatentPulseRestore", images=images, key=key)
+    assert np.array_equal(back.numpy(), frames)  # directly: exact
+    # Saved by the pack's pulse-safe saver (dither on) as mkv and loaded again: exact too.
+    (saved,) = pack("PhysioLatentSaveVideo", images=images, fps=fps, filename_prefix="PhysioLatent/removed",
+                    format="mkv (FFV1 lossless)", crf=18, dither=True)
+    loaded, _ = read_video(saved)
+    back, restore_info = pack("PhysioLatentPulseRestore", images=torch.from_numpy(loaded), key=key)
+    assert np.array_equal(back.numpy(), frames) and json.loads(restore_info)["mode"] == "remove"
+    with pytest.raises(InputError, match="not on 8-bit levels"):
+        pack("PhysioLatentPulseRestore", images=images + 0.3 / 255, key=key)
+    with pytest.raises(InputError, match="not the file this key was made for"):
+        pack("PhysioLatentPulseRestore", images=torch.from_numpy(frames), key=key)
+    with pytest.raises(InputError, match="outside ComfyUI's output folder"):
+        pack("PhysioLatentPulseRestore", images=images, key="../" + Path(jobs["removed"][1]).name)
+
+
+def test_restore_node_reads_a_command_line_key(jobs, pack, tmp_path):
+    import shutil
+
+    import torch
+
+    video, key = jobs["removed"]
+    (tmp_path / "output").mkdir(parents=True, exist_ok=True)
+    shutil.copy(key, tmp_path / "output" / "cli.key.json")
+    loaded, _ = read_video(video)
+    back, _ = pack("PhysioLatentPulseRestore", images=torch.from_numpy(loaded), key="cli.key.json")
+    assert np.array_equal(np.rint(back.numpy() * 255).astype(np.uint8), codes(jobs["input"]))

@@ -291,6 +291,38 @@ def hrv_breathing_edit(info) -> dict:
     return w.to_json()
 
 
+def reversible_removal(info) -> dict:
+    w = Workflow(info)
+    w.note((0, -420), "# Reversible removal: remove the pulse, keep a key, restore it\n\nNeeds **no files**: a "
+           "synthetic face (72 bpm) stands in for your video (use *Load Video* -> *Get Video Components* "
+           "instead). *Pulse Remove (reversible)* removes the pulse and writes a **restore key** "
+           "(`PhysioLatent/pulse_key_*.json` in the output folder: what was removed, compressed and "
+           "AES-GCM encrypted). *Save Video (pulse-safe)* saves the removed frames as lossless **mkv**; "
+           "*Pulse Restore* turns them, with the key, back into the original frames (bit-exactly), and the "
+           "reports read the pulse after removal and after restoring.\n\nTo restore later: load the saved "
+           "mkv and give *Pulse Restore* the key's file name. An H.264 save changes the frames and the key "
+           "refuses them. **Keep the key private: it holds the original pulse.**", size=(560, 400))
+    syn = w.add("PhysioLatentSyntheticSubject", (0, 40), duration_s=10.0, fps=30.0, hr_bpm=72.0, width=320,
+                height=240, seed=0)
+    rem = w.add("PhysioLatentPulseRemoveReversible", (COL, 40))
+    w.link(syn, "images", rem, "images")
+    w.link(syn, "fps", rem, "fps")
+    w.link(syn, "skin_mask", rem, "mask")
+    safe = w.add("PhysioLatentSaveVideo", (COL, 480), filename_prefix="PhysioLatent/removed_reversible",
+                 format="mkv (FFV1 lossless)")
+    w.link(rem, "images", safe, "images")
+    w.link(syn, "fps", safe, "fps")
+    _verify_tail(w, 2 * COL, 40, (rem, "images"), (syn, "fps"), reference=(syn, "images"), title="Removed")
+    restore = w.add("PhysioLatentPulseRestore", (2 * COL, 480))
+    w.link(rem, "images", restore, "images")
+    w.link(rem, "key", restore, "key")
+    info_node = w.add("PreviewAny", (2 * COL, 700), title="Key")
+    w.link(restore, "info", info_node, "source")
+    _verify_tail(w, 4 * COL, 40, (restore, "images"), (syn, "fps"), reference=(syn, "images"), target=72.0,
+                 title="Restored")
+    return w.to_json()
+
+
 BUILDERS = {
     "synthetic_edit_verify": synthetic_edit_verify,
     "training_free_edit": training_free_edit,
@@ -299,6 +331,7 @@ BUILDERS = {
     "paper_pipeline": paper_pipeline,
     "wan_t2v_then_edit": wan_t2v_then_edit,
     "hrv_breathing_edit": hrv_breathing_edit,
+    "reversible_removal": reversible_removal,
 }
 
 
