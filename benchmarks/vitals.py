@@ -74,7 +74,7 @@ def synth(out: Path, lengths, seeds: int) -> None:
             _emit(out, {"part": "floor", "fps": fps, "interpolate": interpolate, "rmssd_ms": floors})
 
 
-def real(out: Path, max_s: float) -> None:
+def real(out: Path, max_s: float, cases=None) -> None:
     from physiolatent_core.pipeline import JobRequest, run_job
     from physiolatent_core.video import probe_video, read_video, write_video
 
@@ -99,6 +99,8 @@ def real(out: Path, max_s: float) -> None:
             "remove_lossless": dict(mode="remove", output=work / f"{video.stem}_removed.mkv"),
         }
         for name, job in jobs.items():
+            if cases and name not in cases:
+                continue
             t0 = time.perf_counter()
             report = run_job(JobRequest(input=source, methods=("pos",), figure=False, overwrite=True, quiet=True,
                                         **job))
@@ -162,6 +164,8 @@ def main() -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[15.0, 30.0, 60.0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-s", type=float, default=45.0, help="real clips are cut to this many seconds")
+    parser.add_argument("--cases", nargs="+", help="real: only these cases (plain_lossless vitals_lossless "
+                                                   "vitals_h264_crf23 remove_lossless)")
     parser.add_argument("--summarise", nargs="+", metavar="CASES_JSONL")
     args = parser.parse_args()
     if args.summarise:
@@ -171,7 +175,7 @@ def main() -> None:
     if args.only in (None, "synth"):
         synth(out, args.lengths, args.seeds)
     if args.only in (None, "real"):
-        real(out, args.max_s)
+        real(out, args.max_s, args.cases)
     summarise([out / "cases.jsonl"])
 
 

@@ -345,6 +345,21 @@ def _print_estimate(report: dict) -> None:
         print(f"{name:6s} {_fmt_hr(hr)} bpm   SNR {'n/a' if snr is None else f'{snr:5.1f} dB'}")
     print(f"median {_fmt_hr(checked['hr_bpm_median'])} bpm")
     if report.get("vitals"):
+        print(_vitals_line(report["vitals"], "vitals "))
+
+
+def _vitals_line(vitals: dict, prefix: str = "", which: str = "after") -> str:
+    """``HRV (pos): RMSSD 45 ms [good], SDNN ..; breathing 14.0 breaths/min [good]`` ('' if absent)."""
+    read = vitals.get(which)
+    if not read:
+        return ""
+    h, b = read["hrv"], read["breathing"]
+    ms = lambda v: "n/a" if v is None else f"{v:.0f} ms"  # noqa: E731
+    lf_hf = "" if h["lf_hf"] is None else f", LF/HF {h['lf_hf']:.2f}"
+    rate = "n/a" if b["rate_bpm"] is None else f"{b['rate_bpm']:.1f} breaths/min"
+    return (f"{prefix}HRV ({vitals['method']}): RMSSD {ms(h['rmssd_ms'])}, "
+            f"SDNN {ms(h['sdnn_ms'])}{lf_hf} [{h['quality']}]; breathing {rate} [{b['quality']}]")
+    if report.get("vitals"):
         print(_vitals_line(report["vitals"]))
 
 
