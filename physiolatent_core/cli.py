@@ -359,21 +359,6 @@ def _vitals_line(vitals: dict, prefix: str = "", which: str = "after") -> str:
     rate = "n/a" if b["rate_bpm"] is None else f"{b['rate_bpm']:.1f} breaths/min"
     return (f"{prefix}HRV ({vitals['method']}): RMSSD {ms(h['rmssd_ms'])}, "
             f"SDNN {ms(h['sdnn_ms'])}{lf_hf} [{h['quality']}]; breathing {rate} [{b['quality']}]")
-    if report.get("vitals"):
-        print(_vitals_line(report["vitals"]))
-
-
-def _vitals_line(vitals: dict, prefix: str = "", which: str = "after") -> str:
-    """``HRV (pos): RMSSD 45 ms [good], SDNN ..; breathing 14.0 breaths/min [good]`` ('' if absent)."""
-    read = vitals.get(which)
-    if not read:
-        return ""
-    h, b = read["hrv"], read["breathing"]
-    ms = lambda v: "n/a" if v is None else f"{v:.0f} ms"  # noqa: E731
-    lf_hf = "" if h["lf_hf"] is None else f", LF/HF {h['lf_hf']:.2f}"
-    rate = "n/a" if b["rate_bpm"] is None else f"{b['rate_bpm']:.1f} breaths/min"
-    return (f"{prefix}HRV ({vitals['method']}): RMSSD {ms(h['rmssd_ms'])}, "
-            f"SDNN {ms(h['sdnn_ms'])}{lf_hf} [{h['quality']}]; breathing {rate} [{b['quality']}]")
 
 
 def _demo(args) -> dict:
