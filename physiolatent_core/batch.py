@@ -434,6 +434,7 @@ def process_clip(task: ClipTask) -> dict:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     record["seconds"] = round(time.perf_counter() - started, 3)
+    record["worker_pid"] = os.getpid()
     return record
 
 
