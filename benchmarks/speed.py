@@ -104,7 +104,7 @@ def memory_1080p(seconds: float):
         m = int(seconds * 30)
         print(f"1080p {seconds:.0f} s ({m} frames), CLI edit with default settings: {m / wall:.2f} fps, "
               f"peak RSS {rss:.0f} MB", flush=True)
-        report = json.loads((Path(tmp) / "long_out.report.json").read_text())
+        report = json.loads((Path(tmp) / "long_out.mp4.report.json").read_text())
         print("  peak memory so far at the end of each stage (MB):", report.get("peak_memory_mb"), flush=True)
 
 

@@ -33,9 +33,9 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                         "(mean skin colour) and ssr (skin pixels' colour distribution), or all (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     if files:
-        default = " (default: OUT stem + %s)" if output else " (default: none)"
-        p.add_argument("--report", help="report JSON path" + (default % ".report.json" if output else default))
-        p.add_argument("--figure", help="pulse/spectrum figure PNG path" + (default % ".png" if output else default))
+        default = " (default: OUT + %s, e.g. out.mp4%s)" if output else " (default: none)"
+        p.add_argument("--report", help="report JSON path" + (default % ((".report.json",) * 2) if output else default))
+        p.add_argument("--figure", help="pulse/spectrum figure PNG path" + (default % ((".png",) * 2) if output else default))
         p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
@@ -47,6 +47,9 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
         p.add_argument("--no-verify", action="store_true",
                        help="skip reading the saved file back (faster; the report then holds no after-edit "
                             "readings and no figure is drawn)")
+        p.add_argument("--bit-depth", type=int, default=8, choices=(8, 10, 16),
+                       help="bits per colour sample of the output: 8 (default), 10 for .mp4 (10-bit H.264) or "
+                            ".mkv, 16 for .mkv (FFV1) or PNG frames; for 10-bit and deeper sources")
         p.add_argument("--robust-to", choices=("lossless", "h264"),
                        help="edit strength for where the video goes: default matches the output "
                             "(.mp4 -> h264; .mkv or a PNG folder -> lossless)")
@@ -202,7 +205,7 @@ def _request(args, mode: str) -> JobRequest:
         figure=figure, fps=args.fps, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, network=network,
         **({} if not writes else dict(crf=args.crf, preset=args.preset, robust_to=args.robust_to,
                                        amplitude=args.amplitude, min_psnr_db=args.min_psnr,
-                                       verify=not args.no_verify, key_out=args.key_out)),
+                                       verify=not args.no_verify, key_out=args.key_out, bit_depth=args.bit_depth)),
     )
 
 

@@ -88,6 +88,7 @@ class JobRequest:
     fps: float | None = None
     crf: int = 18
     preset: str = "medium"
+    bit_depth: int = 8  # of the output video: 8, or 10 (.mp4, .mkv) / 16 (.mkv, PNG) for deeper sources
     robust_to: str | None = None
     amplitude: float | None = None
     min_psnr_db: float | None = None
@@ -165,8 +166,11 @@ class _Paths:
 
 
 def sidecar(output: Path, suffix: str) -> Path:
-    """``out/edited.mp4`` -> ``out/edited<suffix>``; ``frames/`` -> ``frames<suffix>``."""
-    return output.parent / (output.stem + suffix) if output.suffix else output.parent / (output.name + suffix)
+    """``out/edited.mp4`` -> ``out/edited.mp4<suffix>``; ``frames/`` -> ``frames<suffix>``.
+
+    The whole name, extension included: ``out.mp4`` and ``out.mkv`` in one folder get
+    reports and figures of their own."""
+    return output.parent / (output.name + suffix)
 
 
 def _check_paths(request: JobRequest) -> _Paths:
@@ -394,7 +398,8 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     if editor.chunk_frames:  # the editor edits fixed windows: cut the clip its way
         chunks = rechunk(chunks, editor.chunk_frames)
     with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
-                     input_path=request.input, preset=request.preset) as writer, Behind(writer.write) as write:
+                     input_path=request.input, preset=request.preset, bit_depth=request.bit_depth) as writer, \
+            Behind(writer.write) as write:
         for chunk in chunks:
             write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
             start += len(chunk)
@@ -443,7 +448,9 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
             "resp_rate": None if request.resp_rate_bpm is None else str(request.resp_rate_bpm),
             "robust_to": robust_to, "output_codec": paths.kind, "crf": request.crf if paths.kind == "h264" else None,
             "seed": request.seed, "methods": list(request.methods), "band_bpm": list(band), "fps": fps,
+            "bit_depth": request.bit_depth,
         },
+        "kept": writer.kept,  # the input's streams, timestamps, rotation, colour tags, metadata
         "true_hr_bpm": request.true_hr_bpm,
         "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found))},
         "editor": editor.info,

@@ -43,9 +43,9 @@ def test_edit_lossless_writes_video_report_and_figure(clip_path, tmp_path, capsy
     code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", 100, "--methods", "pos,chrom,green,ssr"],
                           capsys)
     assert code == 0
-    assert files_in(tmp_path) == {"edited.mkv", "edited.report.json", "edited.png"}
+    assert files_in(tmp_path) == {"edited.mkv", "edited.mkv.report.json", "edited.mkv.png"}
     assert probe_video(out).num_frames == 90
-    report = json.loads((tmp_path / "edited.report.json").read_text())
+    report = json.loads((tmp_path / "edited.mkv.report.json").read_text())
     assert report["settings"]["robust_to"] == "lossless" and report["settings"]["output_codec"] == "ffv1"
     assert report["settings"]["methods"] == ["pos", "chrom", "green", "ssr"]
     assert report["input"]["num_frames"] == 90 and report["input"]["fps"] == pytest.approx(15.0)
@@ -62,7 +62,7 @@ def test_edit_lossless_writes_video_report_and_figure(clip_path, tmp_path, capsy
     assert "HR after" in stdout and "pos" in stdout
     umask = os.umask(0)
     os.umask(umask)
-    for name in ("edited.report.json", "edited.png"):  # ordinary files, not mkstemp-private ones
+    for name in ("edited.mkv.report.json", "edited.mkv.png"):  # ordinary files, not mkstemp-private ones
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
 
 
@@ -92,7 +92,7 @@ def test_codec_reference_is_the_same_beside_the_read_back_or_after_it(clip_path,
         code, _, _ = run(["edit", clip_path, "-o", out, "--target-hr", "80", "--no-figure", "--quiet",
                           "--methods", "pos", "--preset", "ultrafast"], capsys)
         assert code == 0
-        refs.append(json.loads(out.with_suffix(".report.json").read_text())["codec_reference"])
+        refs.append(json.loads(out.with_name(out.name + ".report.json").read_text())["codec_reference"])
     assert refs[0] == refs[1] and refs[0]["psnr_db"] > 30
 
 
@@ -101,8 +101,8 @@ def test_edit_without_verification_is_honest_about_it(clip_path, tmp_path, capsy
     code, stdout, _ = run(["edit", clip_path, "-o", out, "--target-hr", "90", "--no-verify", "--preset", "veryfast"],
                           capsys)
     assert code == 0 and "not verified" in stdout
-    assert files_in(tmp_path) == {"fast.mp4", "fast.report.json"}  # no figure: nothing was read back
-    report = json.loads((tmp_path / "fast.report.json").read_text())
+    assert files_in(tmp_path) == {"fast.mp4", "fast.mp4.report.json"}  # no figure: nothing was read back
+    report = json.loads((tmp_path / "fast.mp4.report.json").read_text())
     assert report["verify"] is None and report["outputs"]["figure"] is None
     assert report["editor"]["codec"]["preset"] == "veryfast" and report["editor"]["codec"]["crf"] == 18
     assert "verify" not in report["timings_s"]
@@ -113,20 +113,20 @@ def test_edit_with_a_fixed_amplitude(clip_path, tmp_path, capsys):
     code, _, _ = run(["edit", clip_path, "-o", tmp_path / "a.mkv", "--target-hr", "90", "--amplitude", "0.005",
                       "--no-verify", "--quiet"], capsys)
     assert code == 0
-    editor_info = json.loads((tmp_path / "a.report.json").read_text())["editor"]
+    editor_info = json.loads((tmp_path / "a.mkv.report.json").read_text())["editor"]
     assert editor_info["injected_rms"] == editor_info["injected_rms_base"] == 0.005
     assert editor_info["min_psnr_db"] == 52.0  # a .mkv is lossless: the default fidelity floor
     code, _, _ = run(["edit", clip_path, "-o", tmp_path / "b.mkv", "--target-hr", "90", "--min-psnr", "0",
                       "--no-verify", "--quiet"], capsys)
     assert code == 0
-    assert json.loads((tmp_path / "b.report.json").read_text())["editor"]["min_psnr_db"] is None
+    assert json.loads((tmp_path / "b.mkv.report.json").read_text())["editor"]["min_psnr_db"] is None
 
 
 def test_edit_trajectory_reports_hr_over_time(clip_path, tmp_path, capsys):
     code, _, _ = run(["edit", clip_path, "-o", tmp_path / "ramp.mkv", "--target-hr", "70:110", "--quiet",
                       "--no-figure", "--methods", "pos"], capsys)
     assert code == 0
-    report = json.loads((tmp_path / "ramp.report.json").read_text())
+    report = json.loads((tmp_path / "ramp.mkv.report.json").read_text())
     assert report["settings"]["target_hr"].startswith("70:110")
     trajectory = report["trajectory"]
     assert len(trajectory["times_s"]) == len(trajectory["hr_bpm"]) == len(trajectory["target_bpm"]) > 0
@@ -224,9 +224,9 @@ def test_existing_output_needs_overwrite(clip_path, tmp_path, capsys):
     existing.write_bytes(b"keep me")
     expect_error(["edit", clip_path, "-o", existing, "--target-hr", 80], capsys, "--overwrite", tmp_path)
     assert existing.read_bytes() == b"keep me"
-    (tmp_path / "o.png").write_bytes(b"old figure")  # the figure counts as an output too
+    (tmp_path / "o.mkv.png").write_bytes(b"old figure")  # the figure counts as an output too
     existing.unlink()
-    expect_error(["edit", clip_path, "-o", existing, "--target-hr", 80], capsys, "o.png", tmp_path)
+    expect_error(["edit", clip_path, "-o", existing, "--target-hr", 80], capsys, "o.mkv.png", tmp_path)
 
 
 @pytest.mark.parametrize("hr", ["300", "10", "70:400", "fast"])
@@ -252,7 +252,7 @@ def test_no_face_and_grayscale_input(tmp_path, capsys):
     src = Path(write_video(tmp_path / "grey.mkv", grey, SMALL["fps"]))
     code, _, err = run(["edit", src, "-o", tmp_path / "g.mkv", "--target-hr", 95, "--quiet", "--no-figure"], capsys)
     assert code == 0, err
-    report = json.loads((tmp_path / "g.report.json").read_text())
+    report = json.loads((tmp_path / "g.mkv.report.json").read_text())
     assert abs(report["verify"]["hr_bpm"]["chrom"] - 95) <= 3
 
 
@@ -328,7 +328,7 @@ def test_edit_with_the_network_method(tmp_path, capsys):
                         tmp_path / "vae.safetensors", "--adapter", tmp_path / "adapter.safetensors",
                         "--crop-size", 32, "--device", "cpu", "--quiet", "--no-figure"], capsys)
     assert code == 0, err
-    report = json.loads((tmp_path / "out.report.json").read_text())
+    report = json.loads((tmp_path / "out.mkv.report.json").read_text())
     assert report["editor"]["method"] == "physiolatent" and report["verify"]["n_frames"] == len(clip.frames)
     assert 25 < report["verify"]["psnr_db"] < 100  # the face was replaced by the decoder's output
     expect_error(["edit", src, "-o", tmp_path / "o2.mkv", "--target-hr", "70:90", "--method", "physiolatent",

@@ -67,7 +67,8 @@ def test_request_refuses_what_cannot_run(kwargs, message):
 
 
 def test_sidecars_sit_beside_the_output():
-    assert sidecar(Path("a/edited.mp4"), ".report.json") == Path("a/edited.report.json")
+    assert sidecar(Path("a/edited.mp4"), ".report.json") == Path("a/edited.mp4.report.json")
+    assert sidecar(Path("a/edited.mkv"), ".png") == Path("a/edited.mkv.png")  # no clash with edited.mp4's
     assert sidecar(Path("a/frames"), ".png") == Path("a/frames.png")
 
 

@@ -73,14 +73,19 @@ class DitherState:
         return self.residual
 
 
-def _dither_codes(codes: np.ndarray, state: DitherState) -> np.ndarray:
-    """Error diffusion over time. codes float [T, ...] in 0..255 → uint8 [T, ...]."""
-    out = np.empty(codes.shape, np.uint8)
+def code_dtype(top: int) -> np.dtype:
+    """The integer type that holds codes 0..``top`` (255: uint8, 1023 or 65535: uint16)."""
+    return np.dtype(np.uint8 if top <= 255 else np.uint16)
+
+
+def _dither_codes(codes: np.ndarray, state: DitherState, top: int = 255) -> np.ndarray:
+    """Error diffusion over time. codes float [T, ...] in 0..top → uint8/uint16 [T, ...]."""
+    out = np.empty(codes.shape, code_dtype(top))
     residual = state.get(codes.shape[1:]).copy()
     level = np.empty_like(residual)
     for t in range(codes.shape[0]):  # in place: this loop is the writer's hot path
         np.add(codes[t], residual, out=residual)  # the level wanted, before rounding
-        np.clip(np.rint(residual, out=level), 0, 255, out=level)
+        np.clip(np.rint(residual, out=level), 0, top, out=level)
         np.subtract(residual, level, out=residual)  # in [-0.5, 0.5]: codes are within 0..255
         out[t] = level
     state.residual = residual
@@ -97,8 +102,8 @@ class _TileDither:
     encoder keeps.
     """
 
-    def __init__(self, tile: int, seed: int, margin: float = 0.25):
-        self.tile, self.seed, self.margin = tile, seed, margin
+    def __init__(self, tile: int, seed: int, margin: float = 0.25, top: int = 255):
+        self.tile, self.seed, self.margin, self.top = tile, seed, margin, top
         self.held = self.residual = None
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
@@ -118,7 +123,7 @@ class _TileDither:
         self.residual = wanted - steps
         # Whole levels: float32 holds them exactly, and the full-size sum moves half the bytes of float64.
         out = self.held + repeat(steps.astype(np.float32), "h w -> (h a) (w c)", a=k, c=k)[:h, :w]
-        return np.clip(out, 0, 255, out=out).astype(np.uint8)
+        return np.clip(out, 0, self.top, out=out).astype(code_dtype(self.top))
 
 
 def add_in_whole_levels(frame: np.ndarray, box: tuple[int, int, int, int], change: np.ndarray,
@@ -168,6 +173,21 @@ def add_in_whole_levels(frame: np.ndarray, box: tuple[int, int, int, int], chang
     target = frame[ty0 * tile : ty1 * tile, tx0 * tile : tx1 * tile]
     target += per_pixel[: min(h, ty1 * tile) - ty0 * tile, : min(w, tx1 * tile) - tx0 * tile]
     np.clip(target, 0.0, 1.0, out=target)
+
+
+def quantize_codes(frames, bits: int, method: str = "dither", state: DitherState | None = None,
+                   seed: int = 0) -> np.ndarray:
+    """float [T, ...] in 0..1 → codes of ``bits`` bits (uint8 for 8, else uint16), as
+    :func:`quantize_to_uint8` does for 8: the dither carries a sub-level pulse at any depth."""
+    if bits == 8:
+        return quantize_to_uint8(frames, method, state, seed)
+    if method not in QUANTIZE_METHODS:
+        raise InputError(f"unknown quantize method {method!r}: choose one of {QUANTIZE_METHODS}.")
+    top = (1 << bits) - 1
+    codes = np.clip(np.asarray(frames, np.float32), 0.0, 1.0) * np.float32(top)
+    if method == "dither":
+        return _dither_codes(codes, state if state is not None else DitherState(seed=seed), top)
+    return (np.floor(codes) if method == "truncate" else np.rint(codes)).astype(code_dtype(top))
 
 
 def quantize_to_uint8(frames, method: str = "dither", state: DitherState | None = None, seed: int = 0) -> np.ndarray:

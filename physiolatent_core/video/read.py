@@ -6,7 +6,9 @@ Folders carry no frame rate: pass ``fps=``. Variable-frame-rate files report
 ``fps = 1 / median frame interval`` and ``variable_fps=True``; frames are returned in
 order, not resampled. Grayscale sources are returned as RGB (the grey value in all three
 channels, ``is_grayscale=True``); an alpha channel is dropped with a warning
-(``has_alpha=True``). Sources deeper than 8 bits are read as 8-bit RGB. A truncated file
+(``has_alpha=True``). Sources deeper than 8 bits (10-bit H.264/HEVC, ProRes ...) are read
+as 16-bit RGB (uint16 codes, ``bit_depth`` in ``VideoInfo``), so nothing of their depth is
+lost; frames are converted with the file's own colour matrix and range. A truncated file
 whose header survives returns the frames that decode, with a ``TruncatedVideoWarning``; a
 file whose header is cut raises ``VideoError``.
 """
@@ -26,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, VideoError
+from .keep import bit_depth_of, colour_of, stream_summary
 from .quantise import to_float
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")  # for file pickers; FFmpeg reads more
@@ -54,6 +57,10 @@ class VideoInfo:
     has_alpha: bool
     is_grayscale: bool
     codec: str  # e.g. "h264", or "png" / "mjpeg" for a folder of frames
+    bit_depth: int = 8  # bits per colour sample as stored (frames deeper than 8 are read as uint16)
+    rotation: float = 0.0  # display matrix, counter-clockwise degrees (the frames are stored unrotated)
+    colour: dict | None = None  # matrix, primaries, transfer, range tags (video files)
+    streams: list | None = None  # the file's other streams: index, type, codec, ...
 
 
 def _existing(path) -> Path:
@@ -171,8 +178,13 @@ def probe_video(path, fps: float | None = None) -> VideoInfo:
         if num == 0:
             raise VideoError(f"{p} contains no video frames: the file is empty or was not finished writing.")
         duration = (float(pts[-1] - pts[0]) * tick + 1.0 / found) if len(pts) >= 2 else num / found
+        container.seek(0)
+        first = next(container.decode(stream), None)  # rotation and tags as decoded (side data included)
+        tags = first if first is not None else stream.codec_context
         return VideoInfo(str(p), stream.codec_context.width, stream.codec_context.height, float(fps or found),
-                         int(num), duration, variable, has_alpha, is_gray, stream.codec_context.name)
+                         int(num), duration, variable, has_alpha, is_gray, stream.codec_context.name,
+                         bit_depth_of(tags.format), float(getattr(first, "rotation", 0) or 0),
+                         colour_of(tags).names(), [stream_summary(s) for s in container.streams if s is not stream])
     finally:
         container.close()
 
@@ -194,7 +206,7 @@ class LazyFrame:
         self._frame, self.shape = frame, (frame.height, frame.width, 3)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rgb = _to_rgb(self._frame)
+        rgb = _to_rgb(self._frame, deep=False)  # 8 bits: the passes that look at few frames need no more
         return rgb if dtype is None else rgb.astype(dtype, copy=False)
 
     def copy(self) -> LazyFrame:
@@ -225,8 +237,10 @@ class LazyFrames:
         return np.stack([np.asarray(f, dtype) for f in self._frames])
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24", interpolation=_SWS_ACCURATE)
+def _to_rgb(frame: av.VideoFrame, deep: bool = True) -> np.ndarray:
+    """RGB [H, W, 3]: uint8, or uint16 for a source deeper than 8 bits (unless not ``deep``)."""
+    wide = deep and bit_depth_of(frame.format) > 8
+    return frame.to_ndarray(format="rgb48le" if wide else "rgb24", interpolation=_SWS_ACCURATE)
 
 
 def _decoded_images(path: Path, start: int, lazy: bool = False) -> Iterator:
