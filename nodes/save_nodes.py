@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ._common import Progress, host_module, check_fps, image_to_numpy, numpy_to_image, output_directory
 
 CATEGORY = "PhysioLatent/Output"
@@ -37,6 +39,18 @@ def _save_path(prefix: str, width: int, height: int, ext: str) -> tuple[str, str
     os.makedirs(folder, exist_ok=True)
     file = f"{name}_{counter:05}_{ext}"
     return os.path.join(folder, file), file, subfolder
+
+
+def _audio_track(audio) -> tuple | None:
+    """ComfyUI's AUDIO ({"waveform": [B, C, S], "sample_rate": int}) as (waveform [C, S], rate);
+    None when there is none (a video without sound gives None or an empty waveform)."""
+    if audio is None:
+        return None
+    wave = audio["waveform"]
+    wave = wave.detach().float().cpu().numpy() if hasattr(wave, "detach") else np.asarray(wave, np.float32)
+    if wave.ndim == 3:  # a batch: the first clip (Load Video gives one)
+        wave = wave[0]
+    return None if wave.size == 0 else (wave, int(audio["sample_rate"]))
 
 
 class SaveVideoPulseSafe:
@@ -63,9 +77,12 @@ class SaveVideoPulseSafe:
                             "tooltip": "H.264 quality (lower = better; 18 keeps an h264-robust edit, 23 is core SaveVideo's). Ignored for mkv."}),
             "dither": ("BOOLEAN", {"default": True,
                                    "tooltip": "Temporal dithering to 8 bit (keeps sub-level pulse changes). Leave on."}),
+        }, "optional": {
+            "audio": ("AUDIO", {"tooltip": "Sound to keep with the video (e.g. Get Video Components' audio): "
+                                           "AAC in mp4, FLAC in mkv."}),
         }}
 
-    def save(self, images, fps, filename_prefix, format, crf, dither):
+    def save(self, images, fps, filename_prefix, format, crf, dither, audio=None):
         from physiolatent_core.keys import level_codes
         from physiolatent_core.video import VideoWriter
 
@@ -80,7 +97,8 @@ class SaveVideoPulseSafe:
         levels = level_codes(frames)
         frames = frames if levels is None else levels
         # Atomic writer: an interrupt (raised by progress.update) leaves no partial file.
-        with VideoWriter(path, fps, crf=int(crf), overwrite=False, dither=bool(dither)) as writer:
+        with VideoWriter(path, fps, crf=int(crf), overwrite=False, dither=bool(dither),
+                         audio=_audio_track(audio)) as writer:
             for s in starts:
                 writer.write(frames[s:s + CHUNK_FRAMES])
                 progress.update(1)

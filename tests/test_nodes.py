@@ -241,6 +241,37 @@ def test_save_video_pulse_safe_writes_into_the_output_folder(clip, tmp_path, mon
     assert Path(second["result"][0]).suffix == ".mp4" and Path(second["result"][0]) != path
 
 
+@pytest.mark.parametrize("fmt, codec", [("mkv (FFV1 lossless)", "flac"), ("mp4 (H.264, dithered)", "aac")])
+def test_save_video_pulse_safe_keeps_the_audio_input(clip, tmp_path, monkeypatch, fmt, codec):
+    """ComfyUI's AUDIO (Get Video Components' audio) goes into the saved file: the same
+    samples (FLAC) or the same tone at the same time (AAC)."""
+    import av
+
+    monkeypatch.setenv("PHYSIOLATENT_OUTPUT_DIR", str(tmp_path))
+    images, rate = clip[0][:30], 16000
+    t = np.arange(int(len(images) / FPS * rate)) / rate
+    wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+    audio = {"waveform": torch.from_numpy(wave)[None], "sample_rate": rate}
+    out = NODES["PhysioLatentSaveVideo"]().save(images=images, fps=FPS, filename_prefix="a/test", format=fmt, crf=18,
+                                                dither=True, audio=audio)
+    with av.open(out["result"][0]) as container:
+        stream = container.streams.audio[0]
+        assert (stream.codec_context.name, stream.codec_context.sample_rate, stream.codec_context.channels) == (
+            codec, rate, 2)
+        frames = list(container.decode(stream))
+    start = int(round(frames[0].pts * frames[0].time_base * rate))  # AAC's priming starts before 0
+    got = np.concatenate([f.to_ndarray().reshape(2, -1) if f.format.is_planar else f.to_ndarray().reshape(-1, 2).T
+                          for f in frames], axis=1).astype(np.float64)
+    if got.dtype.kind == "i" or np.abs(got).max() > 1.5:
+        got = got / 32768
+    got = got[:, -start:][:, : wave.shape[1]]
+    assert got.shape[1] >= wave.shape[1] - 1024
+    n = got.shape[1] - 1024
+    error = got[:, 1024:n] - wave[:, 1024:n]
+    snr = 10 * np.log10(np.sum(wave[:, 1024:n] ** 2) / np.sum(error**2))
+    assert snr > (80 if codec == "flac" else 20), snr
+
+
 # --------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_raise_clear_errors(clip):
     images, fps, _hr, mask = clip

@@ -53,11 +53,12 @@ def _load_video(w: Workflow, x: float, y: float):
     return comps
 
 
-def _save_core(w: Workflow, x: float, y: float, images, fps, prefix: str, prequantize: bool = False):
+def _save_core(w: Workflow, x: float, y: float, images, fps, prefix: str, prequantize: bool = False, audio=None):
     """[Pre-quantise ->] Create Video -> core Save Video. *Pulse Edit* / *Pulse Remove* with
     robust_to h264 already make their change for core SaveVideo's truncation (whole levels
     where it is under a level), and Pre-quantise after them measured slightly worse on light
-    skin (BENCHMARKS run U); other frames (the network's) get Pre-quantise."""
+    skin (BENCHMARKS run U); other frames (the network's) get Pre-quantise. ``audio``: the
+    loaded video's sound, kept in the saved file."""
     if prequantize:
         pre = w.add("PhysioLatentPreQuantize", (x, y))
         w.link(images[0], images[1], pre, "images")
@@ -65,6 +66,8 @@ def _save_core(w: Workflow, x: float, y: float, images, fps, prefix: str, prequa
     create = w.add("CreateVideo", (x, y + 160))
     w.link(images[0], images[1], create, "images")
     w.link(fps[0], fps[1], create, "fps")
+    if audio is not None:
+        w.link(audio[0], audio[1], create, "audio")
     save = w.add("SaveVideo", (x, y + 320), filename_prefix=prefix)
     w.link(create, "VIDEO", save, "video")
 
@@ -120,7 +123,8 @@ def training_free_edit(info) -> dict:
     safe = w.add("PhysioLatentSaveVideo", (3 * COL, 700), filename_prefix="PhysioLatent/edited")
     w.link(edit, "images", safe, "images")
     w.link(comps, "fps", safe, "fps")
-    _save_core(w, 5 * COL, 0, (edit, "images"), (comps, "fps"), "PhysioLatent/edited_core")
+    w.link(comps, "audio", safe, "audio")
+    _save_core(w, 5 * COL, 0, (edit, "images"), (comps, "fps"), "PhysioLatent/edited_core", audio=(comps, "audio"))
     return w.to_json()
 
 
@@ -138,6 +142,7 @@ def hr_removal(info) -> dict:
     safe = w.add("PhysioLatentSaveVideo", (2 * COL, 700), filename_prefix="PhysioLatent/removed")
     w.link(rem, "images", safe, "images")
     w.link(comps, "fps", safe, "fps")
+    w.link(comps, "audio", safe, "audio")
     return w.to_json()
 
 
@@ -197,7 +202,8 @@ def paper_pipeline(info) -> dict:
     w.link(crop, "mask", comp, "mask")
     _verify_tail(w, 4 * COL, -420, (comps, "images"), (comps, "fps"), title="Before")
     _verify_tail(w, 4 * COL, 200, (comp, "images"), (comps, "fps"), reference=(comps, "images"), target=90.0)
-    _save_core(w, 3 * COL, 520, (comp, "images"), (comps, "fps"), "PhysioLatent/network_90bpm", prequantize=True)
+    _save_core(w, 3 * COL, 520, (comp, "images"), (comps, "fps"), "PhysioLatent/network_90bpm", prequantize=True,
+               audio=(comps, "audio"))
     return w.to_json()
 
 
