@@ -13,6 +13,12 @@ another file is refused before anything is written. A sealed trailer (frame and 
 counts, the hash of the whole output, and, encrypted, the hash of the original frames)
 catches truncated keys and proves the restored frames equal the original's.
 
+Where the input is a video file smaller than those differences (an H.264 input: its
+codec's change is in the differences of an H.264 output, 30-90x the input's size), the
+key holds the input file's own bytes instead (``"payload": "source"``), encrypted in
+pieces and bound to the hash of the output's decoded frames; restoring decodes them,
+which gives the input's frames exactly, and checks them against the sealed hash.
+
 The key file holds the AES key beside the ciphertext: whoever has it can restore the
 original pulse, so it is as sensitive as the original video. It is JSON, written one
 chunk per line so that writing and restoring stream in bounded memory::
@@ -43,6 +49,7 @@ FORMAT = "physiolatent-key"
 VERSION = 1
 CIPHER = "AES-256-GCM"
 NONCE_BYTES = 12  # 96 bits, GCM's native nonce size
+SOURCE_PIECE = 4 << 20  # bytes of the input file per encrypted piece of a "source" key
 # zlib level 1: the differences are mostly zeros and small values, where higher levels
 # gained little and cost several times the time (docs/BENCHMARKS.md, restore keys).
 ZLIB_LEVEL = 1
@@ -180,6 +187,10 @@ class KeyWriter:
 
     _short_seen = False
 
+    @property
+    def bytes_written(self) -> int:
+        return self._file.tell()
+
     def close(self) -> Path:
         if self.frames == 0:
             self.discard()
@@ -240,6 +251,10 @@ class KeyReader:
         self._output_hash, self._original_hash = hashlib.sha256(), hashlib.sha256()
         self.frames = self.chunks = 0
         self._tail: dict | None = None
+        self.payload = self.header.get("payload", "difference")
+        if self.payload not in ("difference", "source"):
+            self._file.close()
+            raise InputError(f"{self.path} holds a {self.payload!r} payload this PhysioLatent does not know.")
 
     def __enter__(self):
         return self
@@ -310,6 +325,41 @@ class KeyReader:
         self.chunks += 1
         return original
 
+    def check_output(self, outputs: Iterable[np.ndarray]) -> None:
+        """A "source" key: the output's decoded chunks [t, H, W, 3] must hash to the header's."""
+        digests, frames = hashlib.sha256(), 0
+        for output in outputs:
+            if output.ndim != 4 or output.shape[1] < self.height or output.shape[2] < self.width:
+                raise InputError(f"{self.video} is {output.shape[2]}x{output.shape[1]}, but this key was made for "
+                                 f"a {self.width}x{self.height} video: give the file the key was made with.")
+            digest = hashlib.sha256(np.ascontiguousarray(output[:, : self.height, : self.width])).digest()
+            digests.update(digest)
+            self._output_hash.update(digest)
+            frames += len(output)
+        if digests.hexdigest() != self.header.get("output_sha256") or frames != self.header.get("output_frames"):
+            raise InputError(f"{self.video} is not the file this key was made for, or it was changed since "
+                             "(re-encoded, edited or trimmed): its frames differ from the key's record. Restore "
+                             "from the file exactly as it was written; nothing was written.")
+
+    def source_pieces(self) -> Iterator[bytes]:
+        """A "source" key: the input file's bytes, piece by piece (after ``check_output``)."""
+        from cryptography.exceptions import InvalidTag
+
+        while (record := self._next_line()) is not None:
+            blob = _unb64(record[1], f"piece {self.chunks}", self.path)
+            try:
+                yield self._aes.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
+                                        _chunk_ad(self._digest, self.chunks, b"source"))
+            except (InvalidTag, ValueError):
+                raise InputError(f"{self.path} does not open piece {self.chunks}: the key file was changed (its "
+                                 "key, header or data) or belongs to another file. Nothing was written.") from None
+            self.chunks += 1
+
+    def original_seen(self, original: np.ndarray) -> None:
+        """A "source" key: count and hash the frames decoded from the input's bytes."""
+        self._original_hash.update(np.ascontiguousarray(original))
+        self.frames += len(original)
+
     def finish(self) -> dict:
         """Check the sealed trailer once every chunk went through; returns it."""
         if self._next_line() is not None:
@@ -330,6 +380,8 @@ class KeyReader:
                              "Nothing was written.") from None
         if (trailer.get("frames"), trailer.get("chunks")) != (self.frames, self.chunks) \
                 or trailer.get("output_sha256") != self._output_hash.hexdigest():
+            if self.payload == "source" and trailer.get("frames") != self.frames:
+                raise self._damaged("the input it holds decodes to another number of frames")
             raise InputError(f"{self.video} is not the file this key was made for (its frames differ from the "
                              "key's record). Nothing was written.")
         if secret.get("original_sha256") != self._original_hash.hexdigest():
@@ -370,17 +422,71 @@ def write_key(key_path, input_path, output_path, *, fps: float | None = None, me
     height, width = first.shape[1:3]
     frames_per = chunk_frames_for(width, height)
     saved = _raw_chunks(output_path, frames_per)
-    with KeyWriter(key_path, width=width, height=height, chunk_frames=frames_per,
-                   meta={"fps": fps or probe_video(Path(output_path)).fps, **(meta or {})}, overwrite=overwrite) as writer:
+    meta = {"fps": fps or probe_video(Path(output_path)).fps, **(meta or {})}
+    source = Path(input_path)
+    limit = source.stat().st_size if source.is_file() else None  # a folder of frames has no one file to hold
+    output_hash, original_hash, frames, n_chunks = hashlib.sha256(), hashlib.sha256(), 0, 0
+    writer = KeyWriter(key_path, width=width, height=height, chunk_frames=frames_per, meta=meta, overwrite=overwrite)
+    try:
         for original in rechunk(itertools.chain([first], originals), frames_per):
             output = next(saved, None)
             if output is None or len(output) != len(original):
                 raise InputError(f"{output_path} has fewer frames than {input_path}.")
-            writer.add(original, output[:, :height, :width])  # H.264 pads odd sizes
+            output = np.ascontiguousarray(output[:, :height, :width])  # H.264 pads odd sizes
+            if writer is not None:
+                writer.add(original, output)
+                if limit is not None and writer.bytes_written > limit:
+                    writer.discard()  # the input file itself is the smaller key
+                    writer = None
+            output_hash.update(hashlib.sha256(output).digest())
+            original_hash.update(np.ascontiguousarray(original))
+            frames, n_chunks = frames + len(output), n_chunks + 1
         if next(saved, None) is not None:
             raise InputError(f"{output_path} has more frames than {input_path}.")
-    return {"path": str(writer.path), "frames": writer.frames, "chunks": writer.chunks,
-            "bytes": writer.path.stat().st_size}
+        if writer is not None:
+            path = writer.close()
+            payload = "difference"
+        else:
+            path = _write_source_key(key_path, source, width=width, height=height, chunk_frames=frames_per,
+                                     meta=meta, overwrite=overwrite, frames=frames,
+                                     output_sha256=output_hash.hexdigest(), original_sha256=original_hash.hexdigest())
+            payload = "source"
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    return {"path": str(path), "frames": frames, "chunks": n_chunks, "payload": payload, "bytes": path.stat().st_size}
+
+
+def _write_source_key(key_path, source: Path, *, width, height, chunk_frames, meta, overwrite, frames,
+                      output_sha256, original_sha256) -> Path:
+    """A key that holds the input file's bytes (see the module docstring), atomically."""
+    key = os.urandom(32)
+    aes = _aead(key)
+    header = {"cipher": CIPHER, "payload": "source", "compression": "none (the input file's own encoding)",
+              "key": _b64(key), "source_name": source.name, "source_bytes": source.stat().st_size,
+              "original_dtype": "uint8", "width": width, "height": height, "chunk_frames": chunk_frames,
+              "output_frames": frames, "output_sha256": output_sha256, **meta}
+    digest = hashlib.sha256(_canonical(header)).digest()
+    out = AtomicPath(Path(key_path).expanduser(), overwrite=overwrite)
+    try:
+        with open(out.tmp, "w", encoding="ascii") as f, open(source, "rb") as src:
+            f.write(_HEAD + json.dumps(header, allow_nan=False) + ', "chunks": [\n')
+            pieces = 0
+            while piece := src.read(SOURCE_PIECE):
+                nonce = os.urandom(NONCE_BYTES)
+                sealed = aes.encrypt(nonce, piece, _chunk_ad(digest, pieces, b"source"))
+                f.write(("" if pieces == 0 else ",\n") + json.dumps(["", _b64(nonce + sealed)]))
+                pieces += 1
+            trailer = {"frames": frames, "chunks": pieces, "output_sha256": output_sha256}
+            nonce = os.urandom(NONCE_BYTES)
+            seal = aes.encrypt(nonce, _canonical({"original_sha256": original_sha256}),
+                               _AD_PREFIX + digest + b"end" + _canonical(trailer))
+            f.write('\n], "trailer": ' + json.dumps(trailer) + ', "seal": "' + _b64(nonce + seal) + '"}\n')
+        return out.commit()
+    except BaseException:
+        out.discard()
+        raise
 
 
 def restore_chunks(video_path, key_path) -> Iterator[np.ndarray]:
@@ -391,9 +497,32 @@ def restore_chunks(video_path, key_path) -> Iterator[np.ndarray]:
     from .video import iter_frames
 
     with KeyReader(key_path, video=str(video_path)) as key:
-        for output in iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True):
-            yield key.undo(output)
+        if key.payload == "difference":
+            for output in iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True):
+                yield key.undo(output)
+        else:
+            yield from _restore_source(key, video_path)
         key.finish()
+
+
+def _restore_source(key: KeyReader, video_path) -> Iterator[np.ndarray]:
+    """A "source" key: check the output, decrypt the input's bytes into a private temporary
+    folder (removed afterwards), and decode them."""
+    import tempfile
+
+    from .video import iter_frames
+
+    key.check_output(iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True))
+    with tempfile.TemporaryDirectory(prefix="physiolatent-restore-") as folder:  # mode 0700
+        source = Path(folder) / ("source" + Path(str(key.header.get("source_name", ""))).suffix)
+        with open(source, "wb") as f:
+            for piece in key.source_pieces():
+                f.write(piece)
+        for original in iter_frames(source, chunk_frames=key.chunk_frames, raw=True):
+            if original.dtype != np.uint8 or original.shape[1:3] != (key.height, key.width):
+                raise key._damaged("the input it holds decodes to other frames")
+            key.original_seen(original)
+            yield original
 
 
 def read_header(key_path) -> dict:
@@ -451,6 +580,9 @@ def restore_frames(output: np.ndarray, key_path, video: str = "the frames") -> t
     """The original's 8-bit codes [T, H, W, 3] from the output's codes in memory and its key;
     also the key's header without its AES key. ``InputError`` where they do not fit."""
     output = _codes(output, video)
+    if KeyReader(key_path, video=video).payload != "difference":
+        raise InputError(f"{key_path} holds the input file itself (a command-line key for a lossy input): "
+                         "restore with `python -m physiolatent_core restore VIDEO --key KEY -o OUT.mkv`.")
     if len(output) == 0:
         raise InputError(f"{video} hold no frames.")
     with KeyReader(key_path, video=video) as key:

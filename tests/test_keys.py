@@ -27,17 +27,20 @@ def codes(path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
-    """A 4.4 s, 30 fps, 160x120 synthetic face saved as H.264 (three key chunks), removed to
-    .mkv and to .mp4 and edited to .mkv, each with a key."""
+    """A 4.4 s, 30 fps, 160x120 synthetic face saved losslessly (three key chunks), removed
+    to .mkv and to .mp4 and edited to .mkv, each with a key of differences; and the same
+    face saved as H.264, removed to .mp4, whose key holds the (smaller) input file."""
     d = tmp_path_factory.mktemp("keys")
     clip = synth_subject(duration_s=4.4, hr_bpm=72.0, size=(120, 160), fps=30.0, seed=3)
-    source = Path(write_video(d / "face.mp4", clip.frames, clip.fps))
-    out = {"dir": d, "input": source}
+    source = Path(write_video(d / "face.mkv", clip.frames, clip.fps))
+    out = {"dir": d, "input": source, "input_h264": Path(write_video(d / "face.mp4", clip.frames, clip.fps))}
     for name, mode, ext, extra in (("removed", "remove", "mkv", {}), ("removed_h264", "remove", "mp4", {}),
-                                   ("edited", "edit", "mkv", {"target": 100})):
-        run_job(JobRequest(input=source, mode=mode, output=d / f"{name}.{ext}", key_out=d / f"{name}.key.json",
-                           figure=False, verify=False, quiet=True, **extra))
+                                   ("edited", "edit", "mkv", {"target": 100}), ("src_removed", "remove", "mp4", {})):
+        report = run_job(JobRequest(input=out["input_h264"] if name == "src_removed" else source, mode=mode,
+                                    output=d / f"{name}.{ext}", key_out=d / f"{name}.key.json", figure=False,
+                                    report=d / f"{name}.report.json", verify=False, quiet=True, **extra))
         out[name] = (d / f"{name}.{ext}", d / f"{name}.key.json")
+        out[name + "_payload"] = report["key"]["payload"]
     return out
 
 
@@ -51,6 +54,7 @@ def restore(video, key, output, **kwargs):
 @pytest.mark.parametrize("name", ["removed", "edited"])
 def test_lossless_output_restores_bit_exactly(jobs, name):
     video, key = jobs[name]
+    assert jobs[name + "_payload"] == "difference"
     original = codes(jobs["input"])
     assert not np.array_equal(codes(video), original)  # the job changed something to undo
     result = restore(video, key, jobs["dir"] / f"{name}.restored.mkv")
@@ -71,6 +75,33 @@ def test_h264_output_restores_exactly_to_mkv_and_closely_to_mp4(jobs):
     frames, _ = read_video(lossy["output"])
     mse = np.mean((frames.astype(np.float64) - original / 255.0) ** 2)
     assert abs(10 * np.log10(1 / mse) - lossy["psnr_db"]) < 0.01  # the reported PSNR is the file's
+
+
+def test_key_of_an_h264_input_holds_the_smaller_input_file(jobs, tmp_path):
+    video, key = jobs["src_removed"]
+    assert jobs["src_removed_payload"] == "source"
+    assert key.stat().st_size < 1.5 * jobs["input_h264"].stat().st_size  # base64 of the file, not of differences
+    original = codes(jobs["input_h264"])
+    exact = restore(video, key, tmp_path / "exact.mkv")
+    assert exact["bit_exact"] and np.array_equal(codes(exact["output"]), original)
+    lossy = restore(video, key, tmp_path / "lossy.mp4")
+    assert not lossy["bit_exact"] and 38.0 < lossy["psnr_db"] < 100.0
+    frames, fps = read_video(video)
+    refused(Path(write_video(tmp_path / "reencoded.mp4", frames, fps, crf=18)), key, tmp_path / "o.mkv",
+            "not the file this key was made for")
+    refused(jobs["removed_h264"][0], key, tmp_path / "o.mkv", "not the file this key was made for")
+
+    def flip(lines):
+        _, blob = json.loads(lines[1].rstrip(","))
+        raw = bytearray(base64.b64decode(blob))
+        raw[-3] ^= 1
+        lines[1] = json.dumps(["", base64.b64encode(bytes(raw)).decode()]) + ("," if lines[1].endswith(",") else "")
+
+    refused(video, _edit_key(key, tmp_path / "flipped.json", flip), tmp_path / "o.mkv", "does not open piece 0")
+    with pytest.raises(InputError, match="holds the input file itself"):
+        from physiolatent_core.keys import restore_frames
+
+        restore_frames(codes(video), key)
 
 
 def test_report_and_key_summary(jobs, tmp_path):
