@@ -674,8 +674,19 @@ class RunDir:
         self.staging = self.path / "staging"
 
     def open(self) -> dict[str, dict]:
-        """Create (or reopen) the run; returns the last record of each clip."""
+        """Create (or reopen) the run, locked to this process; returns the last record of each clip."""
         self.reports.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path / "lock", "w")
+        try:
+            import fcntl
+
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the OS however the run ends
+        except ImportError:  # Windows: unlocked
+            pass
+        except OSError:
+            self._lock.close()
+            raise InputError(f"another batch run is writing {self.path.parent}: wait for it, or choose another "
+                             "output root.") from None
         shutil.rmtree(self.staging, ignore_errors=True)  # work of clips in flight when a run was killed
         records: dict[str, dict] = {}
         if self.manifest.exists():

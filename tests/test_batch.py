@@ -241,6 +241,14 @@ def test_refuses_unsafe_roots(tmp_path, faces):
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="no batch run wrote"):
         run_batch(BatchRequest(root, foreign, target="100", quiet=True))
+    out = tmp_path / "busy"
+    from physiolatent_core.batch import RunDir
+
+    held = RunDir(out)
+    held.open()  # another run holds it (the lock lives as long as its RunDir)
+    with pytest.raises(InputError, match="another batch run"):
+        run_batch(BatchRequest(root, out, target="100", quiet=True))
+    del held
     with pytest.raises(InputError, match="not both"):
         BatchRequest(root, tmp_path / "o", target="100", remove=True)
     with pytest.raises(InputError, match="layout"):
