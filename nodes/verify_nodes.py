@@ -118,8 +118,10 @@ class EstimateVitalSigns:
                 "images": ("IMAGE", {"tooltip": "The face video frames to read."}),
                 "fps": ("FLOAT", {"default": 30.0, "min": 0.01, "max": 1000.0, "step": 0.01,
                                   "tooltip": "Frame rate of the clip (connect Get Video Components' fps)."}),
-                "method": (ESTIMATOR_NAMES, {"default": "pos",
-                                             "tooltip": "rPPG estimator whose pulse the beats are timed on."}),
+                "method": (["auto", *ESTIMATOR_NAMES], {"default": "auto",
+                                                        "tooltip": "rPPG estimator whose pulse the beats are timed "
+                                                                   "on; auto: the one that reads this clip with the "
+                                                                   "highest SNR (the least timing jitter)."}),
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Optional skin mask; without it the face is found automatically."}),
@@ -133,7 +135,7 @@ class EstimateVitalSigns:
         }
 
     def run(self, images, fps, method, mask=None, reference=None, target_rmssd_ms=0.0, target_resp_rate=0.0):
-        from physiolatent_core.rppg.vitals import vital_signs
+        from physiolatent_core.rppg.vitals import AUTO_METHODS, vital_signs
         from physiolatent_core.verify import figure_to_image, plot_vitals, verify_vitals
 
         fps = check_fps(fps)
@@ -150,7 +152,7 @@ class EstimateVitalSigns:
 
             m, _track = face_mask(frames, fps)
         progress.update(1)
-        methods = [method]
+        methods = list(AUTO_METHODS) if method == "auto" else [method]
         traces = rppg.read_traces(frames, m, methods)
         traces_ref = None if ref is None else rppg.read_traces(ref, m, methods)
         report = verify_vitals(traces, fps, traces_before=traces_ref, method=method,
@@ -159,7 +161,8 @@ class EstimateVitalSigns:
         progress.update(1)
         after = vital_signs(traces, fps, method=method)
         before = None if traces_ref is None else vital_signs(traces_ref, fps, method=method)
-        plot = figure_to_image(plot_vitals(after, fps, before=before, title=f"{method.upper()}: beats and breathing"))
+        plot = figure_to_image(plot_vitals(after, fps, before=before,
+                                           title=f"{after.method.upper()}: beats and breathing"))
         progress.update(1)
         hrv, breathing = report["after"]["hrv"], report["after"]["breathing"]
         summary = (f"HR {hrv['hr_bpm'] or 0:.1f} bpm, RMSSD {hrv['rmssd_ms'] or 0:.0f} ms [{hrv['quality']}], "

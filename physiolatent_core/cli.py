@@ -360,7 +360,7 @@ def _vitals_line(vitals: dict, prefix: str = "", which: str = "after") -> str:
     ms = lambda v: "n/a" if v is None else f"{v:.0f} ms"  # noqa: E731
     lf_hf = "" if h["lf_hf"] is None else f", LF/HF {h['lf_hf']:.2f}"
     rate = "n/a" if b["rate_bpm"] is None else f"{b['rate_bpm']:.1f} breaths/min"
-    return (f"{prefix}HRV ({vitals['method']}): RMSSD {ms(h['rmssd_ms'])}, "
+    return (f"{prefix}HRV ({read['method']}): RMSSD {ms(h['rmssd_ms'])}, "
             f"SDNN {ms(h['sdnn_ms'])}{lf_hf} [{h['quality']}]; breathing {rate} [{b['quality']}]")
 
 

@@ -279,7 +279,7 @@ def verify_traces(
 
 
 def verify_vitals(traces_after, fps, traces_before=None, rmssd_target_ms=None, resp_target_bpm=None,
-                  method: str = "pos", band_bpm=DEFAULT_BAND_BPM) -> dict:
+                  method: str = "auto", band_bpm=DEFAULT_BAND_BPM) -> dict:
     """HRV and breathing read from colour traces (``rppg.vitals.vital_signs``), against targets.
 
     Args:
@@ -288,7 +288,8 @@ def verify_vitals(traces_after, fps, traces_before=None, rmssd_target_ms=None, r
         traces_before: the same of the unedited clip, or None.
         rmssd_target_ms: the RMSSD the edit aimed at.
         resp_target_bpm: the breathing rate aimed at, breaths/min (a trajectory's mean).
-        method: the reader whose pulse the beats are timed on.
+        method: the reader whose pulse the beats are timed on (``"auto"``: the clip's cleanest,
+            see ``rppg.vitals``; the report's ``after.method`` names it).
 
     Returns (JSON-able): ``after`` (and ``before``) {``hr_bpm``, ``hrv`` {rmssd_ms, sdnn_ms, pnn50,
     lf_hf, quality, ...}, ``breathing`` {rate_bpm, quality, estimates}}; with targets

@@ -3,9 +3,12 @@
     vitals = vital_signs(traces, fps)     # rppg.ColourTraces or an RGB trace [T,3]
     vitals.as_dict()                      # {"hr_bpm", "hrv": {...}, "breathing": {...}}
 
-Beats come from a reader's pulse (POS by default; band-passed to the HR band, so its
-breathing baseline is gone); the baseline modulation of breathing from
-:func:`wide_pulse`, the same projection without that band-pass.
+Beats come from a reader's pulse (band-passed to the HR band, so its breathing baseline is
+gone); by default (``method="auto"``) from whichever of ``AUTO_METHODS`` reads the clip with
+the highest SNR, as in-band noise is what jitters a beat's timing: after H.264 the chroma is
+noisier than the luma, and GREEN timed an edit's beats to RMSSD 48 ms where POS read 64
+(target 45; docs/BENCHMARKS.md, "Vital signs"), while lossless POS was best. The baseline
+modulation of breathing comes from :func:`wide_pulse`, POS's projection without that band-pass.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import numpy as np
 
 from .beats import Beats, detect_beats, hrv_metrics
 from .breathing import Breathing, breathing_rate
-from .hr import DEFAULT_BAND_BPM, check_duration, estimate_hr
+from .hr import DEFAULT_BAND_BPM, check_duration, estimate_hr, snr_db
 from .traces import check_fps
 
+#: The readers ``method="auto"`` chooses from (mean skin colour ones; PCA/ICA pick a component per clip).
+AUTO_METHODS = ("pos", "green", "chrom", "lgi", "omit", "pbv")
 SLOW_HZ = 0.04  # colour changes slower than this are illumination drift, not breathing (>= 4 breaths/min)
 
 
@@ -58,13 +63,14 @@ class VitalSigns:
                 "breathing": self.breathing.as_dict()}
 
 
-def vital_signs(traces, fps, method: str = "pos", band_bpm=DEFAULT_BAND_BPM) -> VitalSigns:
+def vital_signs(traces, fps, method: str = "auto", band_bpm=DEFAULT_BAND_BPM) -> VitalSigns:
     """Beats, HRV (RMSSD, SDNN, pNN50, LF/HF) and breathing rate of a clip.
 
     Args:
         traces: ``rppg.ColourTraces`` or a mean skin colour trace ``[T,3]``.
         fps: frame rate.
-        method: the reader whose pulse the beats are timed on (any of ``rppg.METHODS``).
+        method: the reader whose pulse the beats are timed on (any of ``rppg.METHODS``), or
+            ``"auto"``: the one of ``AUTO_METHODS`` with the highest SNR (``rppg.hr.snr_db``).
         band_bpm: HR search band.
 
     Raises:
@@ -75,7 +81,14 @@ def vital_signs(traces, fps, method: str = "pos", band_bpm=DEFAULT_BAND_BPM) -> 
     fps = check_fps(fps)
     traces = ColourTraces.of(traces)
     duration = check_duration(len(traces), fps)
-    pulse = pulse_of(method, traces, fps, (band_bpm[0] / 60.0, band_bpm[1] / 60.0))
+    band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
+    if method == "auto":
+        pulses = {name: pulse_of(name, traces, fps, band_hz) for name in AUTO_METHODS}
+        snrs = {name: snr_db(p, fps, estimate_hr(p, fps, band_bpm)) for name, p in pulses.items()}
+        method = max(snrs, key=lambda name: snrs[name] if np.isfinite(snrs[name]) else -np.inf)
+        pulse = pulses[method]
+    else:
+        pulse = pulse_of(method, traces, fps, band_hz)
     beats = detect_beats(pulse, fps, hr_bpm=estimate_hr(pulse, fps, band_bpm), band_bpm=band_bpm)
     hrv = hrv_metrics(beats.times_s, duration_s=duration)
     breathing = breathing_rate(beats, fps, baseline_pulse=wide_pulse(traces.rgb, fps))
