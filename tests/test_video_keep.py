@@ -227,7 +227,7 @@ def test_colour_tags_go_to_ffv1_as_primaries_and_transfer(tmp_path):
     src = make_clip(tmp_path / "in.mp4", 20, colour=Colour(9, 9, 16, 1))
     writer = copy_through(src, tmp_path / "out.mkv")
     colour = probe_video(writer.path).colour
-    assert (colour["primaries"], colour["transfer"]) == ("bt2020", "smpte2084")
+    assert (colour["matrix"], colour["primaries"], colour["transfer"]) == ("rgb", "bt2020", "smpte2084")
 
 
 def _ten_bit_clip(tmp_path) -> tuple[Path, np.ndarray]:

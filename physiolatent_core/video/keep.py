@@ -105,7 +105,8 @@ def _tags(metadata) -> dict:
 
 def colour_of(cc) -> Colour:
     """The colour tags of a codec context or a frame."""
-    return Colour(int(cc.colorspace or 2), int(cc.color_primaries or 2), int(cc.color_trc or 2), int(cc.color_range or 0))
+    matrix = 2 if cc.colorspace is None else int(cc.colorspace)  # 0 is RGB, not unspecified
+    return Colour(matrix, int(cc.color_primaries or 2), int(cc.color_trc or 2), int(cc.color_range or 0))
 
 
 def bit_depth_of(fmt) -> int:
