@@ -165,8 +165,11 @@ def source_layout(path) -> SourceLayout | None:
     try:
         pts = np.sort(np.array([pk.pts for pk in container.demux(stream) if pk.pts is not None and pk.size > 0],
                                np.int64))
-        container.seek(0)
-        first = next(container.decode(stream), None)
+        try:
+            container.seek(0)
+            first = next(container.decode(stream), None)
+        except av.FFmpegError:  # a damaged start: the stream's own tags
+            first = None
         rotation = float(first.rotation or 0) if first is not None else 0.0
         colour = colour_of(first if first is not None else stream.codec_context)
         depth = bit_depth_of(first.format if first is not None else stream.codec_context.format)

@@ -178,8 +178,11 @@ def probe_video(path, fps: float | None = None) -> VideoInfo:
         if num == 0:
             raise VideoError(f"{p} contains no video frames: the file is empty or was not finished writing.")
         duration = (float(pts[-1] - pts[0]) * tick + 1.0 / found) if len(pts) >= 2 else num / found
-        container.seek(0)
-        first = next(container.decode(stream), None)  # rotation and tags as decoded (side data included)
+        try:  # rotation and tags as decoded (side data included); a damaged start has the stream's tags
+            container.seek(0)
+            first = next(container.decode(stream), None)
+        except av.FFmpegError:
+            first = None
         tags = first if first is not None else stream.codec_context
         return VideoInfo(str(p), stream.codec_context.width, stream.codec_context.height, float(fps or found),
                          int(num), duration, variable, has_alpha, is_gray, stream.codec_context.name,
