@@ -267,6 +267,9 @@ def test_sixteen_bit_ffv1_is_lossless_for_deep_frames(tmp_path):
     out = write_video(tmp_path / "out16.mkv", frames, FPS, input_path=src, bit_depth=16)
     assert probe_video(out).bit_depth == 16
     assert np.abs(read_video(out)[0] - frames).max() < 1.5 / 65535
+    folder = write_video(str(tmp_path / "frames16") + "/", frames, FPS, bit_depth=16)  # 16-bit PNGs
+    assert probe_video(folder, fps=FPS).bit_depth == 16
+    assert np.abs(read_video(folder, fps=FPS)[0] - frames).max() < 1.5 / 65535
 
 
 def test_bit_depths_a_format_cannot_write_are_refused(tmp_path):

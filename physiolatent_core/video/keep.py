@@ -154,9 +154,10 @@ class SourceLayout:
 
 
 def source_layout(path) -> SourceLayout | None:
-    """The layout of a video file, or None for a folder of frames (nothing to carry)."""
+    """The layout of a video file, or None for a folder of frames or a path that is not there
+    (nothing to carry)."""
     p = Path(path).expanduser()
-    if p.is_dir():
+    if p.is_dir() or not p.exists():
         return None
     from .read import _open, probe_video
 

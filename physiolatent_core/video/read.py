@@ -151,7 +151,7 @@ def probe_video(path, fps: float | None = None) -> VideoInfo:
         first, channels = _read_image(files[0])
         return VideoInfo(str(p), first.shape[1], first.shape[0], float(fps), len(files), len(files) / fps,
                          False, channels == 4, channels == 1,
-                         "png" if files[0].suffix.lower() == ".png" else "mjpeg")
+                         "png" if files[0].suffix.lower() == ".png" else "mjpeg", 8 * first.dtype.itemsize)
     container, stream = _open(p)
     try:
         pts = np.sort([pk.pts for pk in container.demux(stream) if pk.pts is not None and pk.size > 0])
