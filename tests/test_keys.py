@@ -196,7 +196,7 @@ def test_not_a_key_and_paths_are_refused(jobs, tmp_path):
         JobRequest(input=video, mode="estimate", key_out=tmp_path / "k.json")
     with pytest.raises(InputError, match="must differ"):
         run_job(JobRequest(input=jobs["input"], mode="remove", output=tmp_path / "x.mkv",
-                           key_out=tmp_path / "x.png", quiet=True))
+                           key_out=tmp_path / "x.mkv.png", quiet=True))  # the figure's name (sidecar)
     assert not (tmp_path / "x.mkv").exists()
 
 
