@@ -77,6 +77,7 @@ def _peak_rate(series: np.ndarray, band_bpm) -> tuple[float | None, float]:
         a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-300)
         if a - 2 * b + c < 0:
             rate += 0.5 * (a - c) / (a - 2 * b + c) * (freqs[1] - freqs[0])
+    rate = float(np.clip(rate, freqs[idx[0]], freqs[idx[-1]]))  # interpolation at the band's edge stays inside
     near = band & (np.abs(freqs - rate) <= PEAK_HALF_WIDTH_BPM)
     return float(rate), float(spectrum[near].sum() / spectrum[band].sum())
 
