@@ -308,7 +308,8 @@ class Source:
         if self._cache is not None:
             raw = iter(self._cache)
         else:
-            raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True, lazy=lazy)
+            # Upright: a phone video stored on its side is tracked and edited as it is shown.
+            raw = iter_frames(self.path, chunk_frames=self.chunk_frames, raw=True, lazy=lazy, upright=True)
             if self._cacheable and not lazy:
                 raw = self._filling(raw)
 
@@ -398,8 +399,8 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     if editor.chunk_frames:  # the editor edits fixed windows: cut the clip its way
         chunks = rechunk(chunks, editor.chunk_frames)
     with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
-                     input_path=request.input, preset=request.preset, bit_depth=request.bit_depth) as writer, \
-            Behind(writer.write) as write:
+                     input_path=request.input, preset=request.preset, bit_depth=request.bit_depth,
+                     upright=True) as writer, Behind(writer.write) as write:
         for chunk in chunks:
             write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
             start += len(chunk)
@@ -511,7 +512,7 @@ def _read_back(written_video: str, source: Source, masker, kind: str, request: J
     def start_reference():
         return pool.submit(codec_reference_of, head_in, head_saved, fps, request.crf, request.seed, request.preset)
 
-    saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames))
+    saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames, upright=True))
     seen = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-reference") as pool:
         for original in source.chunks("verifying"):

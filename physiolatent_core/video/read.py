@@ -201,15 +201,16 @@ class LazyFrame:
     tracker searches about one in eight) skips it for the others.
     """
 
-    __slots__ = ("_frame", "shape")
+    __slots__ = ("_frame", "shape", "_turn")
     dtype = np.dtype(np.uint8)
     ndim = 3
 
-    def __init__(self, frame: av.VideoFrame):
-        self._frame, self.shape = frame, (frame.height, frame.width, 3)
+    def __init__(self, frame: av.VideoFrame, turn: int = 0):
+        self._frame, self._turn = frame, turn  # turn: quarter turns counter-clockwise (upright frames)
+        self.shape = (frame.width, frame.height, 3) if turn % 2 else (frame.height, frame.width, 3)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rgb = _to_rgb(self._frame, deep=False)  # 8 bits: the passes that look at few frames need no more
+        rgb = _turned(_to_rgb(self._frame, deep=False), self._turn)  # 8 bits: enough for passes that look at few frames
         return rgb if dtype is None else rgb.astype(dtype, copy=False)
 
     def copy(self) -> LazyFrame:
@@ -246,9 +247,21 @@ def _to_rgb(frame: av.VideoFrame, deep: bool = True) -> np.ndarray:
     return frame.to_ndarray(format="rgb48le" if wide else "rgb24", interpolation=_SWS_ACCURATE)
 
 
-def _decoded_images(path: Path, start: int, lazy: bool = False) -> Iterator:
+def _turned(rgb: np.ndarray, turn: int) -> np.ndarray:
+    """``rgb`` [H, W, 3] turned ``turn`` quarter turns counter-clockwise (a fresh array)."""
+    return np.ascontiguousarray(np.rot90(rgb, turn)) if turn else rgb
+
+
+def quarter_turns(rotation: float) -> int:
+    """Quarter turns counter-clockwise (0..3) that show a frame stored with ``rotation``
+    (a display matrix's counter-clockwise degrees) upright."""
+    return int(round(rotation / 90)) % 4
+
+
+def _decoded_images(path: Path, start: int, lazy: bool = False, upright: bool = False) -> Iterator:
     """Yield frames from index ``start`` as RGB uint8/uint16 [H, W, 3] (``lazy``: video
-    frames as ``LazyFrame``), in presentation order."""
+    frames as ``LazyFrame``; ``upright``: turned as the display matrix shows them), in
+    presentation order."""
     if path.is_dir():
         for f in _frame_files(path)[start:]:
             yield _read_image(f)[0]
@@ -257,11 +270,13 @@ def _decoded_images(path: Path, start: int, lazy: bool = False) -> Iterator:
     has_alpha, _ = _pixel_format(stream)
     if has_alpha:
         warnings.warn(f"{path} has an alpha channel; it is dropped (frames are RGB).", stacklevel=3)
-    index, damage, expected = 0, "", stream.frames  # frames the header lists (0: unknown)
+    index, damage, expected, turn = 0, "", stream.frames, None  # frames the header lists (0: unknown)
     try:
         for frame in container.decode(stream):
+            if turn is None:  # one rotation per stream: the first frame's
+                turn = quarter_turns(frame.rotation or 0) if upright else 0
             if index >= start:  # decode-and-skip: exact frame indices, also for VFR files
-                yield LazyFrame(frame) if lazy else _to_rgb(frame)
+                yield LazyFrame(frame, turn) if lazy else _turned(_to_rgb(frame), turn)
             index += 1
     except av.FFmpegError as exc:
         damage = f"decoding failed after frame {index} ({exc})"
@@ -277,7 +292,7 @@ def _decoded_images(path: Path, start: int, lazy: bool = False) -> Iterator:
 
 
 def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None = None,
-                raw: bool = False, lazy: bool = False) -> Iterator:
+                raw: bool = False, lazy: bool = False, upright: bool = False) -> Iterator:
     """Stream frames ``start`` (inclusive) to ``stop`` (exclusive) in chunks.
 
     Yields float32 [t, H, W, 3] RGB 0..1 with t <= chunk_frames (``raw``: the decoded
@@ -285,13 +300,15 @@ def iter_frames(path, chunk_frames: int = 64, start: int = 0, stop: int | None =
     ``LazyFrames``, converted to RGB frame by frame where used, a folder's as ``raw``); at
     most one chunk (plus one decoded frame) is in memory at a time. Frames before
     ``start`` are decoded and skipped, which keeps frame indices exact for
-    variable-frame-rate files.
+    variable-frame-rate files. ``upright``: frames turned as a video's display matrix
+    shows them (a phone video stored on its side comes out upright; ``VideoWriter(...,
+    upright=True)`` turns them back under the kept rotation).
     """
     if chunk_frames < 1 or start < 0 or (stop is not None and stop < start):
         raise InputError(f"need chunk_frames >= 1 and 0 <= start <= stop, got {chunk_frames}, {start}, {stop}.")
     p = _existing(path)
     buffer, count, index, first = None, 0, start, None
-    for img in _decoded_images(p, start, lazy=lazy):
+    for img in _decoded_images(p, start, lazy=lazy, upright=upright):
         if stop is not None and index >= stop:
             break
         if buffer is None:

@@ -39,7 +39,7 @@ from ..atomic import AtomicPath
 from ..errors import InputError, VideoError
 from .keep import BT709, Colour, StreamCopier, WaveformTrack, source_layout, ycbcr_rows
 from .quantise import QUANTIZE_METHODS, DitherState, _dither_codes, _TileDither, quantize_codes
-from .read import _check_fps, iter_frames
+from .read import _check_fps, iter_frames, quarter_turns
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 H264_SUFFIXES = (".mp4", ".mov", ".m4v")  # output_kind "h264"; ".mkv" is "ffv1"
@@ -156,11 +156,14 @@ class VideoWriter:
     (at 8 bits). ``bit_depth``: 8, or 10 (H.264, FFV1) / 16 (FFV1, PNG) for deeper
     sources. ``input_path`` with ``keep``: carry the input's streams and metadata over.
     ``audio``: ``(waveform [C, S] float -1..1, sample_rate)``, an audio track to encode beside
-    the frames (ComfyUI's AUDIO; not with an input whose streams are kept).
+    the frames (ComfyUI's AUDIO; not with an input whose streams are kept). ``upright``: the
+    frames are the input's turned upright (``iter_frames(upright=True)``); they are turned
+    back, so the file stores them as the input did, under its kept rotation (a folder of
+    PNGs keeps them upright).
     """
 
     def __init__(self, path, fps, crf=18, overwrite=False, dither=True, seed=0, input_path=None,
-                 preset="medium", quantize=None, bit_depth=8, keep=True, audio=None):
+                 preset="medium", quantize=None, bit_depth=8, keep=True, audio=None, upright=False):
         self.kind = output_kind(path)
         if bit_depth not in BIT_DEPTHS[self.kind]:
             raise InputError(f"{self.kind} output cannot be written at {bit_depth} bits: it takes "
@@ -180,6 +183,8 @@ class VideoWriter:
         self._retimed = self.layout is None or abs(fps - self.layout.fps) > 1e-3 * fps or len(self.layout.pts) < 2 \
             or bool(np.any(np.diff(self.layout.pts) <= 0))
         self.colour = self._output_colour()
+        # Quarter turns clockwise that undo an upright view (none for PNGs: they carry no rotation).
+        self._unturn = quarter_turns(self.layout.rotation) if upright and self.layout and self.kind != "png" else 0
         self._copier: StreamCopier | WaveformTrack | None = None
         self.audio = audio
         if audio is not None and self.kind == "png":
@@ -294,6 +299,8 @@ class VideoWriter:
             chunk = chunk.astype(np.float32, copy=False)
             if not np.isfinite(chunk).all():
                 raise InputError("frames contain NaN or inf: check the step that produced them.")
+        if self._unturn:
+            chunk = np.ascontiguousarray(np.rot90(chunk, -self._unturn, axes=(1, 2)))
         if self._size is None:
             self._start(*chunk.shape[1:3])
         elif chunk.shape[1:3] != self._size:
