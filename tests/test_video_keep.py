@@ -233,7 +233,7 @@ def test_colour_tags_go_to_ffv1_as_primaries_and_transfer(tmp_path):
 def _ten_bit_clip(tmp_path) -> tuple[Path, np.ndarray]:
     """A 10-bit clip whose frames change by a quarter of an 8-bit level per frame."""
     h, w = SIZE
-    base = np.linspace(0.3, 0.6, w)[None, :, None] * np.ones((h, w, 3))
+    base = np.linspace(0.3, 0.6, w)[None, :, None] * np.array([1.0, 0.8, 0.6]) * np.ones((h, w, 1))  # skin-like
     deep = np.stack([base + t * 0.25 / 255 for t in range(16)])
     values = np.round(deep * 65535).astype(np.uint16)
     return make_clip(tmp_path / "in10.mp4", 16, pix_fmt="yuv420p10le", colour=Colour(1, 1, 1, 1),
@@ -247,6 +247,8 @@ def test_ten_bit_input_is_read_deep_and_written_at_ten_bits(tmp_path):
     raw = next(iter_frames(src, chunk_frames=16, raw=True))
     assert raw.dtype == np.uint16
     frames = read_video(src)[0]
+    # The colours as made (a 16-bit conversion that swaps or mixes channels would show here).
+    assert np.abs(frames.mean((0, 1, 2)) - deep.mean((0, 1, 2))).max() < 1 / 255
     # The frame means step by a quarter of an 8-bit level: an 8-bit read would round them away.
     means = frames.mean((1, 2, 3)) * 255
     assert np.allclose(np.diff(means), 0.25, atol=0.05)
