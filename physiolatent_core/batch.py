@@ -967,14 +967,16 @@ def _plot_summary(path: Path, before, after, targets, psnr, summary) -> None:
 
     fig, (ax_hr, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.6))
     values = [v for v in (*before, *after, *targets) if v is not None]
-    bins = np.arange(np.floor(min(values, default=40) / 5) * 5, np.ceil(max(values, default=180) / 5) * 5 + 5, 5)
+    # 5-bpm bins centred on multiples of 5, so a target of 100 and its readings share one
+    centre_lo, centre_hi = (round(v / 5) * 5 for v in (min(values, default=40), max(values, default=180)))
+    bins = np.arange(centre_lo - 2.5, centre_hi + 5, 5)
     ax_hr.hist(before, bins=bins, color="0.6", alpha=0.7, label=f"before ({len(before)})")
     ax_hr.hist(after, bins=bins, histtype="step", color="C0", lw=2, label=f"after, read from the files ({len(after)})")
     ax_hr.set(xlabel="heart rate (bpm)", ylabel="clips", title="HR before / after")
     ax_hr.legend(fontsize=8)
     if psnr:
         ax_psnr.hist(psnr, bins=min(20, max(5, len(psnr))), color="C2")
-    ax_psnr.set(xlabel="PSNR against the input (dB)", ylabel="clips", title="fidelity")
+    ax_psnr.set(xlabel="PSNR of the saved file against the input (dB)", ylabel="clips", title="fidelity")
     c = summary["counts"]
     fig.suptitle(f"{c['done']} done, {c['failed']} failed of {c['clips']} clips", fontsize=10)
     fig.tight_layout()
@@ -1105,7 +1107,7 @@ class RayEngine:
             actors = [actor_cls.remote() for _ in range(n)]
             refs = {actors[i % n].process.remote(t): t for i, t in enumerate(tasks)}
         else:
-            remote = ray.remote(max_retries=self.retries, **hints)(process_clip)
+            remote = ray.remote(max_retries=self.retries, **hints)(_ray_process_clip)
             refs = {remote.remote(t): t for t in tasks}
         with progress(range(len(tasks)), self.quiet, desc=desc, unit="clip") as bar:
             while refs:
@@ -1121,6 +1123,12 @@ class RayEngine:
     def close(self) -> None:
         if self._started:
             self.ray.shutdown()
+
+
+def _ray_process_clip(task: ClipTask) -> dict:
+    """A Ray task: one clip, on one OpenCV thread (Ray reserves one CPU per task)."""
+    _init_worker(network=False)
+    return process_clip(task)
 
 
 class ClipActor:

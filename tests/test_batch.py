@@ -320,6 +320,8 @@ def test_network_weights_load_once_per_worker(tmp_path, faces, tiny_network, mon
     monkeypatch.setattr(network_editor.NetworkEditor, "from_files",
                         classmethod(lambda cls, *a, **k: loads.append(1) or load(cls, *a, **k)))
     monkeypatch.setattr(pipeline, "_KEPT_NETWORKS", None)  # as a fresh worker
+    # The network's frames are test_pipeline's and the Ray test's business; here only its loading counts.
+    monkeypatch.setattr(network_editor.NetworkEditor, "apply", lambda self, frames, *a, **k: frames)
     root = make_folder(tmp_path / "videos", faces)
     summary = run_batch(BatchRequest(root, tmp_path / "out", target="90", workers=1, network=tiny_network,
                                      verify=False, quiet=True))
@@ -338,10 +340,12 @@ def test_ray_engine_in_local_mode(tmp_path, faces, tiny_network):
                                          methods=("pos",), quiet=True))
         assert summary["engine"].startswith("ray") and summary["counts"]["done"] == 2, summary["failures"]
         assert [c.hr_bpm for c in read_folder(tmp_path / "out")] == [100.0, 100.0]
+        (root / "face2.mkv").unlink()  # one clip: the tiny network takes seconds per clip on a CPU
+        (root / "labels.csv").unlink()
         summary = run_batch(BatchRequest(root, tmp_path / "net", target="90", engine="ray", workers=1,
                                          network=tiny_network, verify=False, quiet=True))
-        assert summary["counts"]["done"] == 2, summary["failures"]
-        records = [json.loads(line) for line in (tmp_path / "net" / ".physiolatent" / "manifest.jsonl").open()]
-        assert len({r["worker_pid"] for r in records}) == 1  # one actor edited both clips
+        assert summary["counts"]["done"] == 1, summary["failures"]
+        (clip,) = read_folder(tmp_path / "net")
+        assert clip.hr_bpm == 90.0 and clip.num_frames == len(faces[0][0])
     finally:
         ray.shutdown()
