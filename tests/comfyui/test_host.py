@@ -11,7 +11,8 @@ API format with the server's own /object_info, queues it and checks the results:
 * training_free_edit / hr_removal / verify_video: run on a face video (the public
   ../shared/data/evm_face.mp4 when present, else a rendered synthetic clip);
 * paper_pipeline: runs with a tiny random VAE + adapter in models/ (plumbing, not quality);
-* wan_t2v_then_edit: the server accepts the graph except for the model files it lacks.
+* wan_t2v_then_edit: the server accepts the graph except for the model files it lacks;
+* hrv_breathing_edit: the edited synthetic face reads its RMSSD and breathing targets.
 
 The server's Python is COMFYUI_PYTHON, else the interpreter running the test (it needs
 ComfyUI's and this pack's requirements).
@@ -268,6 +269,16 @@ def test_hr_removal(host):
     entry, prompt = host.run(ui)
     report = preview_json(entry, node_id(prompt, "PreviewAny", "Report", ui))
     assert report["snr_db_after"]["pos"] < report["snr_db_before"]["pos"] - 3.0
+    assert len(saved_files(entry, host)) == 1
+
+
+def test_hrv_breathing_edit(host):
+    """set heart rate, HRV and breathing: the After report reads the RMSSD and breathing targets."""
+    ui = workflow("hrv_breathing_edit")
+    entry, prompt = host.run(ui)
+    report = preview_json(entry, node_id(prompt, "PreviewAny", "Vital signs (After)", ui))
+    assert report["rmssd_within_20pct"] and report["resp_within_1_5"], report
+    assert abs(report["after"]["hrv"]["hr_bpm"] - 72.0) <= 3.0
     assert len(saved_files(entry, host)) == 1
 
 
