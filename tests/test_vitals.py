@@ -283,3 +283,8 @@ def test_removal_takes_the_breathing_out_with_the_pulse(subject):
     report = verify_vitals(after, subject.fps, traces_before=before)
     assert report["before"]["breathing"]["estimates"]["baseline"]["rate_bpm"] == pytest.approx(14.0, abs=0.5)
     assert report["breathing_removed"], report["after"]["breathing"]
+
+
+def test_a_still_image_has_no_vital_signs():
+    vitals = vital_signs(np.full((300, 3), 0.5), 30.0)
+    assert vitals.hrv["quality"] == "none" and vitals.breathing.rate_bpm is None

@@ -72,6 +72,8 @@ def _peak_rate(series: np.ndarray, band_bpm) -> tuple[float | None, float]:
         return None, 0.0
     idx = np.flatnonzero(band)
     k = idx[np.argmax(spectrum[idx])]
+    if k in (idx[0], idx[-1]):
+        return None, 0.0  # the band's edge: a slope (drift, or a rate outside the band), not a peak
     rate = freqs[k]
     if 0 < k < len(spectrum) - 1:
         a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-300)
