@@ -393,9 +393,11 @@ class KeyReader:
 
 
 def _raw_chunks(path, chunk_frames: int) -> Iterator[np.ndarray]:
+    """8-bit chunks upright, as the pipeline reads them (a video stored on its side is
+    turned by its display matrix), so a key matches the pipeline's kept frames."""
     from .video import iter_frames, prefetch
 
-    return prefetch(iter_frames(Path(path), chunk_frames=chunk_frames, raw=True))
+    return prefetch(iter_frames(Path(path), chunk_frames=chunk_frames, raw=True, upright=True))
 
 
 def write_key(key_path, input_path, output_path, *, fps: float | None = None, meta: dict | None = None,
@@ -490,15 +492,15 @@ def _write_source_key(key_path, source: Path, *, width, height, chunk_frames, me
 
 
 def restore_chunks(video_path, key_path) -> Iterator[np.ndarray]:
-    """The original's 8-bit chunks [t, H, W, 3] from ``video_path`` (the edited file as
-    written) and its key. Raises ``InputError`` at the first chunk that does not fit, and
+    """The original's 8-bit chunks [t, H, W, 3], upright (``iter_frames(upright=True)``),
+    from ``video_path`` (the edited file as written) and its key. Raises ``InputError`` at the first chunk that does not fit, and
     after the last if the key's sealed trailer does not: write them atomically, so a file
     or key that does not fit leaves nothing behind."""
     from .video import iter_frames
 
     with KeyReader(key_path, video=str(video_path)) as key:
         if key.payload == "difference":
-            for output in iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True):
+            for output in iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True, upright=True):
                 yield key.undo(output)
         else:
             yield from _restore_source(key, video_path)
@@ -512,13 +514,13 @@ def _restore_source(key: KeyReader, video_path) -> Iterator[np.ndarray]:
 
     from .video import iter_frames
 
-    key.check_output(iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True))
+    key.check_output(iter_frames(Path(video_path), chunk_frames=key.chunk_frames, raw=True, upright=True))
     with tempfile.TemporaryDirectory(prefix="physiolatent-restore-") as folder:  # mode 0700
         source = Path(folder) / ("source" + Path(str(key.header.get("source_name", ""))).suffix)
         with open(source, "wb") as f:
             for piece in key.source_pieces():
                 f.write(piece)
-        for original in iter_frames(source, chunk_frames=key.chunk_frames, raw=True):
+        for original in iter_frames(source, chunk_frames=key.chunk_frames, raw=True, upright=True):
             if original.dtype != np.uint8 or original.shape[1:3] != (key.height, key.width):
                 raise key._damaged("the input it holds decodes to other frames")
             key.original_seen(original)

@@ -675,7 +675,8 @@ def run_restore(request: RestoreRequest) -> dict:
     written = None
     try:
         with VideoWriter(str(output) + ("/" if kind == "png" else ""), fps, crf=request.crf, preset=request.preset,
-                         overwrite=request.overwrite, input_path=source) as writer, Behind(writer.write) as write:
+                         overwrite=request.overwrite, input_path=source, upright=True) as writer, \
+                Behind(writer.write) as write:  # upright frames, written back as stored under the kept rotation
             for original in progress(restore_chunks(source, key_path), request.quiet, desc="restoring", unit="chunk"):
                 write(original)
         written = writer.path
@@ -685,7 +686,7 @@ def run_restore(request: RestoreRequest) -> dict:
         if request.verify:
             t1 = time.perf_counter()
             meter, exact = FidelityMeter(frames), True
-            restored = iter_frames(written, chunk_frames=int(header["chunk_frames"]), raw=True)
+            restored = iter_frames(written, chunk_frames=int(header["chunk_frames"]), raw=True, upright=True)
             for original in restore_chunks(source, key_path):
                 saved = next(restored)[:, : original.shape[1], : original.shape[2]]
                 exact = exact and np.array_equal(saved, original)
