@@ -372,6 +372,9 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     info = probe_video(request.input, fps=request.fps)
     fps = info.fps
     check_duration(info.num_frames, fps, min_duration_s=MIN_DURATION_S)
+    if request.key_out is not None and info.bit_depth > 8:  # refused before any work, not after the write
+        raise InputError(f"{request.input} has {info.bit_depth}-bit frames; a restore key holds 8-bit originals "
+                         "only: drop --key-out, or convert the input to 8 bit.")
     editor = make_editor(request, fps, paths.kind)
     lap("probe")
 

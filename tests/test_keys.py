@@ -331,3 +331,16 @@ def test_a_video_stored_on_its_side_restores_as_stored(tmp_path):
     result = restore(out, key, tmp_path / "back.mkv")
     assert result["bit_exact"] and probe_video(result["output"]).rotation == 90
     assert np.array_equal(codes(result["output"]), codes(src))  # as stored, frame for frame
+
+
+def test_a_deeper_input_is_refused_before_any_work(tmp_path):
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(3):
+        cv2.imwrite(str(frames / f"f{t}.png"), np.full((48, 64, 3), 30000 + 1000 * t, np.uint16))
+    with pytest.raises(InputError, match="16-bit frames; a restore key holds 8-bit"):
+        run_job(JobRequest(input=frames, mode="remove", output=tmp_path / "out.mkv", key_out=tmp_path / "k.json",
+                           fps=0.5, quiet=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
