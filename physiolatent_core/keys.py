@@ -37,8 +37,8 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -518,8 +518,7 @@ def _restore_source(key: KeyReader, video_path) -> Iterator[np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="physiolatent-restore-") as folder:  # mode 0700
         source = Path(folder) / ("source" + Path(str(key.header.get("source_name", ""))).suffix)
         with open(source, "wb") as f:
-            for piece in key.source_pieces():
-                f.write(piece)
+            f.writelines(key.source_pieces())
         for original in iter_frames(source, chunk_frames=key.chunk_frames, raw=True, upright=True):
             if original.dtype != np.uint8 or original.shape[1:3] != (key.height, key.width):
                 raise key._damaged("the input it holds decodes to other frames")
