@@ -13,6 +13,8 @@ API format with the server's own /object_info, queues it and checks the results:
 * paper_pipeline: runs with a tiny random VAE + adapter in models/ (plumbing, not quality);
 * wan_t2v_then_edit: the server accepts the graph except for the model files it lacks;
 * hrv_breathing_edit: the edited synthetic face reads its RMSSD and breathing targets.
+* reversible_removal: a restore key is written into the output folder, and the frames
+  Pulse Restore gives back read the synthetic face's 72 bpm again.
 
 The server's Python is COMFYUI_PYTHON, else the interpreter running the test (it needs
 ComfyUI's and this pack's requirements).
@@ -280,6 +282,17 @@ def test_hrv_breathing_edit(host):
     assert report["rmssd_within_20pct"] and report["resp_within_1_5"], report
     assert abs(report["after"]["hrv"]["hr_bpm"] - 72.0) <= 3.0
     assert len(saved_files(entry, host)) == 1
+
+
+def test_reversible_removal(host):
+    ui = workflow("reversible_removal")
+    entry, prompt = host.run(ui)
+    info = preview_json(entry, node_id(prompt, "PreviewAny", "Key", ui))
+    assert info["mode"] == "remove" and info["frames"] == 300
+    restored = node_id(prompt, "PhysioLatentEstimateHR", "Restored", ui)
+    assert abs(reported_hr(entry, restored) - 72.0) <= 3.0
+    assert list((host.base / "output" / "PhysioLatent").glob("pulse_key_*.json"))
+    assert len(saved_files(entry, host)) == 1  # the removed frames, as lossless mkv
 
 
 def test_verify_video(host):
