@@ -698,6 +698,12 @@ class RunDir:
                 records[f"{record.get('kind')}:{record['clip']}"] = record
         return records
 
+    def close(self) -> None:
+        """Release the run (its lock)."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
+            self._lock = None
+
     def append(self, record: dict) -> None:
         from .verify import jsonable
 
@@ -746,13 +752,14 @@ def run_batch(request: BatchRequest, log=None) -> dict:
     request.out_root.mkdir(parents=True, exist_ok=True)
     run = RunDir(request.out_root)
     records = run.open()
-    hash_file = run.path / "hashes.json"
-    hashes = {k: tuple(v) for k, v in json.loads(hash_file.read_text()).items()} if hash_file.exists() else {}
-    started = time.perf_counter()
-    job = _job_settings(request)
-    engine = make_engine(request)
-    log(f"{layout} layout, {len(clips)} clips: {request.root} -> {request.out_root} ({engine.description})")
+    engine = None
     try:
+        hash_file = run.path / "hashes.json"
+        hashes = {k: tuple(v) for k, v in json.loads(hash_file.read_text()).items()} if hash_file.exists() else {}
+        started = time.perf_counter()
+        job = _job_settings(request)
+        engine = make_engine(request)
+        log(f"{layout} layout, {len(clips)} clips: {request.root} -> {request.out_root} ({engine.description})")
         measured = _measure(request, clips, job, run, records, hashes, engine, log)
         tasks, skipped = _tasks(request, clips, job, run, records, hashes, measured)
         _save_hashes(hash_file, hashes)
@@ -763,13 +770,14 @@ def run_batch(request: BatchRequest, log=None) -> dict:
             records[f"{record['kind']}:{record['clip']}"] = record
             if record["status"] == "failed":
                 log(f"failed: {record['clip']}: {record['reason']}")
+        if layout in ("folder", "manifest"):
+            _write_labels(request, layout, clips, records)
+        return summarise_run(request, layout, clips, records, run, measured, skipped,
+                             time.perf_counter() - started, engine.description, len(tasks))
     finally:
-        engine.close()
-    if layout in ("folder", "manifest"):
-        _write_labels(request, layout, clips, records)
-    summary = summarise_run(request, layout, clips, records, run, measured, skipped,
-                            time.perf_counter() - started, engine.description, len(tasks))
-    return summary
+        if engine is not None:
+            engine.close()
+        run.close()
 
 
 def _check_roots(root: Path, out_root: Path) -> None:
