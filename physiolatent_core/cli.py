@@ -69,8 +69,6 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
                             "or PNG output). Keep it private: it holds the original pulse")
 
 
-
-
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("training-free", "physiolatent"), default="training-free",
                    help="training-free editor (default, CPU, no weights) or the paper's network")
