@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from physiolatent_core.pipeline import JobRequest, RestoreRequest, run_job, run_restore  # noqa: E402
+from physiolatent_core.pipeline import JobRequest, run_job  # noqa: E402
+from physiolatent_core.restore import RestoreRequest, run_restore  # noqa: E402
 from physiolatent_core.video import probe_video  # noqa: E402
 
 

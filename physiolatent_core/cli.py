@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .errors import InputError, PhysioLatentError
 from .demo import run_demo
-from .pipeline import JobRequest, NetworkFiles, RestoreRequest, run_job, run_restore
+from .pipeline import JobRequest, NetworkFiles, run_job
+from .restore import RestoreRequest, run_restore
 from .rppg import DEFAULT_METHODS
 from .video import X264_PRESETS
 

@@ -11,9 +11,11 @@ whatever its length:
 2. render the skin mask, ``observe`` every chunk with the editor, keep the input's
    colour traces; the editor plans;
 3. ``apply`` every chunk and write it (atomically: the file appears when complete);
-4. unless ``verify=False``, decode the saved file beside the input: colour traces and
-   PSNR/SSIM of the file *as saved*, so codec losses count; for H.264 also the PSNR
-   against the input encoded with the same settings (the edit's cost without the codec's).
+4. unless ``verify=False``, decode the saved file beside the input (``readback.py``):
+   colour traces and PSNR/SSIM of the file *as saved*, so codec losses count; for H.264
+   also the PSNR against the input encoded with the same settings.
+
+The restore job (keys) is ``restore.py``'s; the demo ``demo.py``'s.
 
 A worker thread decodes the next chunk, and encodes the last edited one, while the main
 thread works on the current. Clips small enough are decoded once and kept
@@ -26,15 +28,15 @@ import dataclasses
 import math
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, VideoError
+from .errors import InputError
 from .pulse import HRTarget, check_rmssd, parse_hr_target, parse_resp_target
 from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
+from .readback import band_for, read_back, trajectory_check, vitals_check
 from .verify import jsonable
 
 # Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 4 at 1080p),
@@ -46,8 +48,6 @@ CACHE_BYTES = 1 << 29
 # The skin-mask grids of the analysis pass are kept for the edit and verify passes up to
 # this size (~11 kB a frame: 100 s at 30 fps); longer clips render their masks again.
 MASK_RECORD_BYTES = 32 << 20
-CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
-CODEC_REFERENCE_PIXELS = 32_000_000  # ... at most (0.5 s of 1080p): the copies are kept during the verify pass
 MODES = ("edit", "remove", "estimate")
 METHODS = ("training-free", "physiolatent")
 
@@ -348,16 +348,6 @@ def _masks_again(masker):
     return masker.replay() if masker.recording else SkinMasker(masker.track)
 
 
-def _band_for(*hr_values) -> tuple[float, float]:
-    """HR band for verification: the default (40-180) widened to cover the HRs involved."""
-    from .rppg.hr import DEFAULT_BAND_BPM
-
-    values = [float(v) for v in hr_values if v is not None]
-    low = min([DEFAULT_BAND_BPM[0]] + [v - 15 for v in values])
-    high = max([DEFAULT_BAND_BPM[1]] + [v + 20 for v in values])
-    return max(low, 25.0), high
-
-
 def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     from .face import SkinMasker
     from .pulse import hr_curve
@@ -417,15 +407,15 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     aim = request.aim
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
-    band = _band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), request.true_hr_bpm)
+    band = band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), request.true_hr_bpm)
     checked = trajectory = codec_reference = traces_after = vitals = None
     if request.verify:
         # ---- pass 4: the file as saved, beside the input
-        traces_after, checked, codec_reference = _read_back(written_video, source, _masks_again(masker), paths.kind,
+        traces_after, checked, codec_reference = read_back(written_video, source, _masks_again(masker), paths.kind,
                                                             request, n_frames, traces_before, aim_constant, band)
         if aim is not None and aim.kind != "constant":
-            trajectory = _trajectory_check(traces_after.rgb, fps, aim_curve, band)
-        vitals = _vitals_check(request, traces_after, traces_before, n_frames, fps, band)
+            trajectory = trajectory_check(traces_after.rgb, fps, aim_curve, band)
+        vitals = vitals_check(request, traces_after, traces_before, n_frames, fps, band)
         lap("verify")
 
     figure_path = paths.figure if traces_after is not None else None  # nothing read back: nothing to draw
@@ -491,117 +481,6 @@ def _write_report(paths: _Paths, report: dict) -> None:
     paths.done(paths.report)
 
 
-def _read_back(written_video: str, source: Source, masker, kind: str, request: JobRequest, n_frames: int,
-               traces_before, aim_constant, band):
-    """Pass 4: decode the saved file beside the input (``masker``: a fresh skin masker of
-    the input). Returns (colour traces of the saved file, verification dict with
-    PSNR/SSIM, codec reference or None)."""
-    from .codec import PARALLEL_MAX_PIXELS
-    from .rppg import ColourTraces, read_traces
-    from .verify import FidelityMeter, verify_traces
-    from .video import iter_frames, prefetch, quantize_to_uint8
-
-    fps = source.info.fps
-    meter, traces_after = FidelityMeter(n_frames), []
-    head_frames = min(n_frames, int(round(CODEC_REFERENCE_S * fps)),
-                      max(8, CODEC_REFERENCE_PIXELS // max(source.info.width * source.info.height, 1)))
-    head_in = head_saved = None  # the first frames of both clips, 8-bit, for the codec reference
-    # The codec reference runs in a worker thread beside the rest of this pass, once both
-    # heads are in; not for frames above codec.PARALLEL_MAX_PIXELS, where a second x264
-    # instance during the pass would raise the peak memory.
-    beside = source.info.width * source.info.height <= PARALLEL_MAX_PIXELS
-    codec_reference = None
-
-    def start_reference():
-        return pool.submit(codec_reference_of, head_in, head_saved, fps, request.crf, request.seed, request.preset)
-
-    saved_chunks = prefetch(iter_frames(Path(written_video), chunk_frames=source.chunk_frames, upright=True))
-    seen = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec-reference") as pool:
-        for original in source.chunks("verifying"):
-            # Both files are decoded in chunks of the same length, so the chunks line up.
-            saved = next(saved_chunks, None)
-            if saved is None or len(saved) != len(original):
-                raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
-            saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
-            traces_after.append(read_traces(saved, masker(original), request.methods))
-            meter.update(saved, original)
-            if kind == "h264" and seen < head_frames:
-                # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
-                if head_in is None:
-                    head_in, head_saved = (np.empty((head_frames, *original.shape[1:]), np.uint8) for _ in range(2))
-                at = slice(seen, min(seen + len(original), head_frames))
-                head_in[at] = quantize_to_uint8(original[: at.stop - seen], "round")
-                head_saved[at] = quantize_to_uint8(saved[: at.stop - seen], "round")
-                if at.stop == head_frames and beside:
-                    codec_reference = start_reference()
-            seen += len(original)
-        traces_after = ColourTraces.join(traces_after)
-        if next(saved_chunks, None) is not None:
-            raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
-        if head_in is not None and codec_reference is None:
-            codec_reference = start_reference()
-
-    checked = verify_traces(traces_after, fps, methods=list(request.methods), traces_before=traces_before,
-                            target_hr_bpm=aim_constant, band_bpm=band)
-    checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
-    return traces_after, checked, None if codec_reference is None else codec_reference.result()
-
-
-def codec_reference_of(frames, saved, fps: float, crf: int, seed: int, preset: str = "medium") -> dict:
-    """Fidelity of a lossy save against the input through the same writer (dither +
-    libx264 at this crf): the edit's cost without the codec's own loss. Measured on the
-    first ``CODEC_REFERENCE_S`` seconds (``frames``, ``saved``: uint8 [t,H,W,3]), so long
-    clips need no second full encode; chunk by chunk, so 1080p stays small."""
-    from .verify import FidelityMeter
-    from .video import encode_decode_chunks, to_float
-
-    n = len(frames)
-    edit_vs_reference, reference_vs_input = FidelityMeter(n), FidelityMeter(n)
-    chunks = (to_float(frames[s : s + 8]) for s in range(0, n, 8))
-    encoded_chunks = encode_decode_chunks(chunks, fps, crf=crf, quantize="dither", preset=preset, seed=seed)
-    for i, encoded in enumerate(encoded_chunks):
-        at = slice(8 * i, 8 * i + len(encoded))
-        edit_vs_reference.update(to_float(saved[at]), encoded)
-        reference_vs_input.update(encoded, to_float(frames[at]))
-    return {
-        "description": f"first {n} frames of the input encoded with the same settings "
-                       f"(H.264 crf {crf}, dithered)",
-        "psnr_db": edit_vs_reference.psnr_db,
-        "ssim": edit_vs_reference.ssim,
-        "codec_only_psnr_db": reference_vs_input.psnr_db,
-    }
-
-
-def _vitals_check(request: JobRequest, traces_after, traces_before, n_frames: int, fps: float, band) -> dict:
-    """HRV and breathing of the saved file against the request's targets (``verify.verify_vitals``)."""
-    from .pulse import hr_curve
-    from .verify import verify_vitals
-
-    resp = request.resp_rate_bpm
-    return verify_vitals(traces_after, fps, traces_before=traces_before, rmssd_target_ms=request.hrv_rmssd_ms,
-                         resp_target_bpm=None if resp is None else float(np.mean(hr_curve(resp, n_frames, fps))),
-                         band_bpm=band)
-
-
-def _trajectory_check(rgb, fps, aim_curve, band) -> dict:
-    """For an HR trajectory: POS HR over sliding windows of the colour trace ``rgb [T,3]``
-    against the target curve."""
-    from .rppg import ESTIMATORS, hr_over_time
-
-    duration = len(rgb) / fps
-    window_s = min(8.0, duration / 2)
-    pulse = ESTIMATORS["pos"](rgb, fps)
-    times, hrs = hr_over_time(pulse, fps, window_s=window_s, step_s=1.0, band_bpm=band)
-    times, hrs = np.asarray(times, float), np.asarray(hrs, float)
-    want = np.interp(times * fps, np.arange(len(aim_curve)), aim_curve)
-    ok = np.isfinite(hrs)
-    return {
-        "method": "pos", "window_s": window_s, "times_s": times, "hr_bpm": hrs, "target_bpm": want,
-        "mae_bpm": float(np.mean(np.abs(hrs[ok] - want[ok]))) if ok.any() else None,
-    }
-
-
 def _estimate(request: JobRequest, paths: _Paths) -> dict:
     """Two streamed passes (face track, then mask + colour traces): bounded memory."""
     from .face import SkinMasker
@@ -621,7 +500,7 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
     traces = ColourTraces.join(traces)
     info = dataclasses.replace(info, num_frames=len(traces))
     checked = verify_traces(traces, info.fps, methods=list(request.methods))
-    vitals = _vitals_check(request, traces, None, len(traces), info.fps, DEFAULT_BAND_BPM)
+    vitals = vitals_check(request, traces, None, len(traces), info.fps, DEFAULT_BAND_BPM)
     if paths.figure is not None:
         fig = plot_pulse(traces.rgb, info.fps, title=f"{request.input.name}: POS pulse")
         paths.done(save_figure(fig, paths.figure, overwrite=request.overwrite))
@@ -636,73 +515,6 @@ def _estimate(request: JobRequest, paths: _Paths) -> dict:
     if paths.report is not None:
         _write_report(paths, report)
     return report
-
-
-# --------------------------------------------------------------------------- restore
-
-
-@dataclass(frozen=True)
-class RestoreRequest:
-    """Undo an edit or removal made with a key (``JobRequest.key_out``): ``input`` is the
-    edited file exactly as written, ``key`` its key, ``output`` where the original goes
-    (.mkv or a PNG folder: the original's frames bit-exactly; .mp4: through H.264 at ``crf``)."""
-
-    input: Path
-    key: Path
-    output: Path
-    crf: int = 18
-    preset: str = "medium"
-    overwrite: bool = False
-    verify: bool = True  # decode the restored file and compare it with the original's frames
-    quiet: bool = False
-
-
-def run_restore(request: RestoreRequest) -> dict:
-    """Restore the original frames (``keys.restore_chunks``, streamed) and write them
-    atomically: a file or key that does not fit raises ``InputError`` and writes nothing.
-    Returns a summary: frames, key header, and with ``verify`` whether the restored file
-    decodes to the original's frames exactly and its PSNR/SSIM against them."""
-    from .keys import read_header, restore_chunks
-    from .verify import FidelityMeter
-    from .video import Behind, VideoWriter, check_crf, check_output_path, iter_frames, output_kind, to_float
-
-    source, key_path = Path(request.input).expanduser(), Path(request.key).expanduser()
-    check_crf(request.crf)
-    kind = output_kind(str(request.output))
-    output = check_output_path(Path(request.output).expanduser(), overwrite=request.overwrite, input_path=source)
-    if output.resolve() == key_path.resolve():
-        raise InputError(f"the restored video would overwrite its key {key_path}: choose another output path.")
-    header = read_header(key_path)
-    fps = float(header.get("fps") or 0) or None
-    t0 = time.perf_counter()
-    written = None
-    try:
-        with VideoWriter(str(output) + ("/" if kind == "png" else ""), fps, crf=request.crf, preset=request.preset,
-                         overwrite=request.overwrite, input_path=source, upright=True) as writer, \
-                Behind(writer.write) as write:  # upright frames, written back as stored under the kept rotation
-            for original in progress(restore_chunks(source, key_path), request.quiet, desc="restoring", unit="chunk"):
-                write(original)
-        written = writer.path
-        frames = writer.frames_written
-        result = {"input": str(source), "key": str(key_path), "output": str(written), "output_codec": kind,
-                  "frames": frames, "key_header": header, "timings_s": {"restore": round(time.perf_counter() - t0, 3)}}
-        if request.verify:
-            t1 = time.perf_counter()
-            meter, exact = FidelityMeter(frames), True
-            restored = iter_frames(written, chunk_frames=int(header["chunk_frames"]), raw=True, upright=True)
-            for original in restore_chunks(source, key_path):
-                saved = next(restored)[:, : original.shape[1], : original.shape[2]]
-                exact = exact and np.array_equal(saved, original)
-                meter.update(to_float(saved), to_float(original))
-            result.update(bit_exact=bool(exact), psnr_db=meter.psnr_db, ssim=meter.ssim)
-            result["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
-        return jsonable(result)
-    except BaseException:
-        if written is not None and Path(written).exists():
-            import shutil
-
-            shutil.rmtree(written) if Path(written).is_dir() else Path(written).unlink()
-        raise
 
 
 # --------------------------------------------------------------------------- timings

@@ -15,7 +15,8 @@ import pytest
 from physiolatent_core import cli
 from physiolatent_core.errors import InputError
 from physiolatent_core.keys import KeyReader, KeyWriter, level_codes, restore_chunks
-from physiolatent_core.pipeline import JobRequest, RestoreRequest, run_job, run_restore
+from physiolatent_core.pipeline import JobRequest, run_job
+from physiolatent_core.restore import RestoreRequest, run_restore
 from physiolatent_core.synth import synth_subject
 from physiolatent_core.video import iter_frames, read_video, write_video
 
