@@ -1,4 +1,4 @@
-"""batch.py: tiny fake copies of each dataset layout go through ``batch`` and come back in
+"""batch/: tiny fake copies of each dataset layout go through ``batch`` and come back in
 the same layout, with ground truth our readers read back; policies; resume; failures; Ray."""
 
 from __future__ import annotations
