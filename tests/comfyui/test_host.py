@@ -263,7 +263,25 @@ def test_training_free_edit(host):
     before = node_id(prompt, "PhysioLatentEstimateHR", "Before", ui)
     assert abs(reported_hr(entry, after) - 90.0) <= 3.0
     assert abs(reported_hr(entry, before) - host.true_hr) <= 3.0
-    assert len(saved_files(entry, host)) == 2
+    files = saved_files(entry, host)
+    assert len(files) == 2
+    if SHARED_VIDEO.is_file():  # the shared clip has an AAC track: both saved files keep it (the synthetic one has none)
+        want = _audio_seconds(host.base / "input" / "face.mp4")
+        assert want > 1.0
+        for f in files:
+            assert abs(_audio_seconds(f) - want) < 0.2, f"{f.name}: audio {_audio_seconds(f):.2f} s, input {want:.2f} s"
+
+
+def _audio_seconds(path: Path) -> float:
+    """Duration of a file's first audio stream from its decoded samples (0 without audio)."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return 0.0
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.codec_context.sample_rate
 
 
 def test_hr_removal(host):
