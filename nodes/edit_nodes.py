@@ -141,12 +141,18 @@ class PulseRemove:
         frames = image_to_numpy(images)
         check_duration(frames, fps, "Pulse Remove")
         m = mask_to_numpy(mask, frames)
-        decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
-        if decoy is not None and decoy < 30:
-            raise InputError(f"decoy_hr_bpm must be 0 (off) or 30..240 bpm; got {decoy_hr_bpm}.")
+        decoy = _decoy(decoy_hr_bpm)
         editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
                              seed=int(seed), **_SAVE_VIDEO)
         return _run_editor(editor, frames, m, fps, {"node": "Pulse Remove", "decoy_hr_bpm": decoy, "fps": fps})
+
+
+def _decoy(decoy_hr_bpm: float) -> float | None:
+    """The decoy widget: 0 means pure removal (None for the editor)."""
+    decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
+    if decoy is not None and decoy < 30:
+        raise InputError(f"decoy_hr_bpm must be 0 (off) or 30..240 bpm; got {decoy_hr_bpm}.")
+    return decoy
 
 
 def _fixed(amplitude: float) -> float | None:

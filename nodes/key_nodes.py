@@ -17,7 +17,7 @@ import os
 from physiolatent_core.errors import InputError
 
 from ._common import check_duration, check_fps, image_to_numpy, mask_to_numpy, numpy_to_image, output_directory
-from .edit_nodes import _AMPLITUDE, _FPS, _MASK, _SEED, _fixed, _run_editor
+from .edit_nodes import _AMPLITUDE, _FPS, _MASK, _SEED, _decoy, _fixed, _run_editor
 
 CATEGORY = "PhysioLatent/Edit"
 KEY_PREFIX = "PhysioLatent/pulse_key"
@@ -83,9 +83,7 @@ class PulseRemoveReversible:
         frames = image_to_numpy(images)
         check_duration(frames, fps, "Pulse Remove (reversible)")
         m = mask_to_numpy(mask, frames)
-        decoy = float(decoy_hr_bpm) if decoy_hr_bpm > 0 else None
-        if decoy is not None and decoy < 30:
-            raise InputError(f"decoy_hr_bpm must be 0 (off) or 30..240 bpm; got {decoy_hr_bpm}.")
+        decoy = _decoy(decoy_hr_bpm)
         # The original as 8-bit levels: exactly the frames when they came from a video.
         original = quantize_to_uint8(frames, "round")
         editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),

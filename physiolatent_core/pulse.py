@@ -94,17 +94,20 @@ class HRTarget:
         return ", ".join(f"{t:g}s={b:g}" for t, b in zip(self.times_s, self.bpm)) + f" {self.unit}"
 
 
-def _check_bpm(value, what: str) -> float:
-    """One bpm value as a float in the allowed range, or an InputError naming the range."""
+def _check_rate(value, what: str, low: float, high: float, unit: str, hint: str = "") -> float:
+    """One rate as a float in ``low``-``high`` ``unit``, or an InputError naming the range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{what} must be a number of beats per minute, got {value!r}.")
-    bpm = float(value)
-    if not np.isfinite(bpm) or not HR_MIN_BPM <= bpm <= HR_MAX_BPM:
-        raise InputError(
-            f"{what} {value!r} is outside the allowed range {HR_MIN_BPM:g}-{HR_MAX_BPM:g} bpm; "
-            f"choose a heart rate between {HR_MIN_BPM:g} and {HR_MAX_BPM:g}."
-        )
-    return bpm
+        raise InputError(f"{what} must be a number ({unit}), got {value!r}.")
+    rate = float(value)
+    if not np.isfinite(rate) or not low <= rate <= high:
+        raise InputError(f"{what} {value!r} is outside the allowed range {low:g}-{high:g} {unit}; {hint}")
+    return rate
+
+
+def _check_bpm(value, what: str) -> float:
+    """One heart rate in HR_MIN_BPM-HR_MAX_BPM bpm."""
+    return _check_rate(value, what, HR_MIN_BPM, HR_MAX_BPM, "bpm",
+                       f"choose a heart rate between {HR_MIN_BPM:g} and {HR_MAX_BPM:g}.")
 
 
 def _parse_number(text: str, what: str) -> float:
@@ -199,16 +202,10 @@ def parse_hr_target(spec) -> HRTarget:
 
 
 def _check_resp(value, what: str) -> float:
-    """One breathing rate as a float in RESP_MIN_BPM-RESP_MAX_BPM breaths/min, or an InputError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{what} must be a number of breaths per minute, got {value!r}.")
-    rate = float(value)
-    if not np.isfinite(rate) or not RESP_MIN_BPM <= rate <= RESP_MAX_BPM:
-        raise InputError(
-            f"{what} {value!r} is outside the allowed range {RESP_MIN_BPM:g}-{RESP_MAX_BPM:g} breaths/min; "
-            f"choose a breathing rate between {RESP_MIN_BPM:g} and {RESP_MAX_BPM:g} (12-20 is typical at rest)."
-        )
-    return rate
+    """One breathing rate in RESP_MIN_BPM-RESP_MAX_BPM breaths/min."""
+    return _check_rate(value, what, RESP_MIN_BPM, RESP_MAX_BPM, "breaths/min",
+                       f"choose a breathing rate between {RESP_MIN_BPM:g} and {RESP_MAX_BPM:g} "
+                       "(12-20 is typical at rest).")
 
 
 def parse_resp_target(spec) -> HRTarget:
