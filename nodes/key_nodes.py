@@ -17,7 +17,7 @@ import os
 from physiolatent_core.errors import InputError
 
 from ._common import check_duration, check_fps, image_to_numpy, mask_to_numpy, numpy_to_image, output_directory
-from .edit_nodes import _AMPLITUDE, _FPS, _MASK, _SEED, _decoy, _fixed, _run_editor
+from .edit_nodes import _AMPLITUDE, _FPS, _MASK, _SEED, _STRENGTH, _decoy, _fixed, _remover, _run_editor
 
 CATEGORY = "PhysioLatent/Edit"
 KEY_PREFIX = "PhysioLatent/pulse_key"
@@ -69,11 +69,11 @@ class PulseRemoveReversible:
                 "key_prefix": ("STRING", {"default": KEY_PREFIX,
                                           "tooltip": "Key file name prefix inside ComfyUI's output folder."}),
             },
-            "optional": {"mask": _MASK, "amplitude": _AMPLITUDE},
+            "optional": {"mask": _MASK, "amplitude": _AMPLITUDE, "strength": _STRENGTH},
         }
 
-    def run(self, images, fps, decoy_hr_bpm, robust_to, seed, key_prefix=KEY_PREFIX, mask=None, amplitude=0.0):
-        from physiolatent_core.editor import PulseEditor
+    def run(self, images, fps, decoy_hr_bpm, robust_to, seed, key_prefix=KEY_PREFIX, mask=None, amplitude=0.0,
+            strength="max"):
         from physiolatent_core.keys import write_key_frames
         from physiolatent_core.video import quantize_to_uint8, to_float
 
@@ -86,8 +86,8 @@ class PulseRemoveReversible:
         decoy = _decoy(decoy_hr_bpm)
         # The original as 8-bit levels: exactly the frames when they came from a video.
         original = quantize_to_uint8(frames, "round")
-        editor = PulseEditor(fps, "remove", decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
-                             seed=int(seed), codec_crf=23, codec_quantize="dither")
+        editor = _remover(fps, strength, decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
+                          seed=int(seed), codec_crf=23, codec_quantize="dither")
         edited, info = _run_editor(editor, frames, m, fps, {"node": "Pulse Remove (reversible)",
                                                             "decoy_hr_bpm": decoy, "fps": fps})
         # Dithered to levels here, so the frames a lossless save writes are the ones the key is bound to.

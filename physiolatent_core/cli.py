@@ -106,6 +106,11 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("input", help="video file or folder of frames")
     p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
     p.add_argument("--decoy-hr", help="inject this heart rate (bpm) instead of pulse-band noise")
+    p.add_argument("--strength", choices=("standard", "strong", "max"),
+                   help="training-free: what removal takes out. standard: the pulse that pooled skin colour "
+                        "shows; strong / max (default): also every small pulse-band colour change of the skin "
+                        "at every scale, in a grid that follows the face, and the head's sub-pixel pulse-band "
+                        "motion (max leaves less as content); PSNR >= 45 dB unless --min-psnr says otherwise")
     _add_network_options(p)
     _add_common(p)
 
@@ -204,7 +209,8 @@ def _request(args, mode: str) -> JobRequest:
         figure=figure, fps=args.fps, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, network=network,
         **({} if not writes else dict(crf=args.crf, preset=args.preset, robust_to=args.robust_to,
                                        amplitude=args.amplitude, min_psnr_db=args.min_psnr,
-                                       verify=not args.no_verify, key_out=args.key_out, bit_depth=args.bit_depth)),
+                                       verify=not args.no_verify, key_out=args.key_out, bit_depth=args.bit_depth,
+                                       strength=getattr(args, "strength", None))),
     )
 
 

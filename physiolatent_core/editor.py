@@ -253,6 +253,9 @@ class PulseEditor:
         self._whole_levels = False
         self._residual: np.ndarray | None = None  # [ceil(H/8), ceil(W/8), 3] levels, per tile
         self._next_frame = 0  # whole-level changes need the chunks in order
+        # A stage applied before this editor (removal.PrivacyRemover's aligned band-stop): plan()
+        # sees the pooled colours as that stage leaves them, so nothing is removed twice.
+        self.upstream = None
 
     # ---------------------------------------------------------------- pass 1
     def observe(self, frames: np.ndarray, face_mask: np.ndarray) -> None:
@@ -354,6 +357,9 @@ class PulseEditor:
         if not self._colours:
             raise InputError("no frames were observed: the clip is empty.")
         colours = np.concatenate(self._colours)  # [T, K, 3]
+        if self.upstream is not None:  # what an earlier stage (removal.PrivacyRemover) leaves
+            pre = self.upstream.pooled_correction(np.concatenate(self._boxes), self.grid)
+            colours = colours * np.exp(-pre.reshape(len(colours), -1, 3))
         weights = np.concatenate(self._weights)  # [T, K]
         # The correction reaches only sum(m * w) / sum(m) of what a cell's pooled colour
         # measured (w: the apply weight, < 1 at soft mask edges); scale it back up.
@@ -670,14 +676,22 @@ def remove_pulse(
     decoy_hr_bpm: float | None = None,
     robust_to: str = "h264",
     seed: int = 0,
+    strength: str | None = None,
     **kwargs,
 ) -> EditResult:
-    """Suppress the subject's pulse; optionally inject a decoy HR instead of chaff."""
-    return _run(frames, fps, face_mask, PulseEditor(fps, "remove", decoy_hr_bpm=decoy_hr_bpm,
-                                                    robust_to=robust_to, seed=seed, **kwargs))
+    """Suppress the subject's pulse; optionally inject a decoy HR instead of chaff.
+
+    ``strength``: ``"standard"``, ``"strong"`` or ``"max"`` (default), see ``removal.py``."""
+    from .removal import DEFAULT_STRENGTH, PrivacyRemover, check_strength
+
+    strength = check_strength(strength or DEFAULT_STRENGTH)
+    pooled = PulseEditor(fps, "remove", decoy_hr_bpm=decoy_hr_bpm, robust_to=robust_to, seed=seed, **kwargs)
+    if strength == "standard":
+        return _run(frames, fps, face_mask, pooled)
+    return _run(frames, fps, face_mask, PrivacyRemover(fps, pooled, strength, min_psnr_db=kwargs.get("min_psnr_db")))
 
 
-def _run(frames, fps, face_mask, editor: PulseEditor) -> EditResult:
+def _run(frames, fps, face_mask, editor) -> EditResult:
     from .editors import run_editor
 
     frames = _as_frames(frames)
@@ -686,6 +700,10 @@ def _run(frames, fps, face_mask, editor: PulseEditor) -> EditResult:
         from .face import face_mask as compute_face_mask
 
         face_mask, track = compute_face_mask(frames, fps)
+    elif hasattr(editor, "follow"):  # a given mask, and an editor that follows the face: track it
+        from .face import track_face
+
+        track = track_face(frames, fps)
     face_mask = np.asarray(face_mask, dtype=np.float32)
     return EditResult(frames=run_editor(editor, frames, face_mask, track), face_mask=face_mask, info=editor.info)
 

@@ -48,6 +48,9 @@ class ChunkEditor(Protocol):
     def info(self) -> dict:
         """JSON-able facts about the edit (method, strength, HRs), for reports."""
 
+    # Optional: ``follow(track)``, called with the clip's face track before the first observe by
+    # editors that need it while observing (removal.PrivacyRemover's grid follows the face).
+
 
 def chunk_starts(num_frames: int, editor: ChunkEditor) -> range:
     """Where the chunks of an ``num_frames``-frame clip start, cut as ``editor`` needs."""
@@ -66,6 +69,11 @@ def run_editor(editor: ChunkEditor, frames: np.ndarray, face_mask: np.ndarray, t
         raise InputError(f"face mask shape {face_mask.shape} does not match frames {frames.shape[:3]}: "
                          "make the mask from these frames.")
     tick = step or (lambda: None)
+    if hasattr(editor, "follow"):  # an editor that follows the face while observing (removal.PrivacyRemover)
+        if track is None:
+            raise InputError("this editor follows the face track: pass the track with the mask (face.face_mask "
+                             "returns both).")
+        editor.follow(track)
     starts = chunk_starts(len(frames), editor)
     size = starts.step
     for s in starts:

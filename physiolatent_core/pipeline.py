@@ -101,6 +101,7 @@ class JobRequest:
     hrv_rmssd_ms: float | None = None  # RMSSD of the injected pulse's beats, ms (training-free)
     resp_rate_bpm: HRTarget | float | str | None = None  # its breathing rate, breaths/min, or a trajectory
     key_out: Path | None = None  # restore key (keys.py): what the job changed, encrypted; edit and remove only
+    strength: str | None = None  # remove: "standard", "strong" or "max" (default; removal.py)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -124,6 +125,15 @@ class JobRequest:
                 object.__setattr__(self, "hrv_rmssd_ms", check_rmssd(self.hrv_rmssd_ms))
             if self.resp_rate_bpm is not None:
                 object.__setattr__(self, "resp_rate_bpm", parse_resp_target(self.resp_rate_bpm))
+        if self.strength is not None:
+            from .removal import check_strength
+
+            if self.mode != "remove":
+                raise InputError("strength sets how much a removal takes out: give it to remove, not to "
+                                 f"{self.mode}.")
+            check_strength(self.strength)
+            if self.network is not None:
+                raise InputError("removal strengths are the training-free editor's; the network has none to set.")
         if self.key_out is not None:
             if self.mode == "estimate":
                 raise InputError("estimate changes nothing: a restore key (key_out) is for edit and remove.")
@@ -247,11 +257,18 @@ def make_editor(request: JobRequest, fps: float, kind: str):
 
     # Our writer dithers before x264; a .mkv/PNG output forced to h264 strength is
     # measured against crf 23, what most H.264 re-encodes use.
-    return PulseEditor(fps, request.mode, target=request.target, decoy_hr_bpm=request.decoy, robust_to=robust_to,
-                       amplitude=request.amplitude, min_psnr_db=request.min_psnr_db, seed=request.seed,
-                       codec_crf=request.crf if kind == "h264" else 23, codec_quantize="dither",
-                       codec_preset=request.preset, hrv_rmssd_ms=request.hrv_rmssd_ms,
-                       resp_rate=request.resp_rate_bpm)
+    editor = PulseEditor(fps, request.mode, target=request.target, decoy_hr_bpm=request.decoy, robust_to=robust_to,
+                         amplitude=request.amplitude, min_psnr_db=request.min_psnr_db, seed=request.seed,
+                         codec_crf=request.crf if kind == "h264" else 23, codec_quantize="dither",
+                         codec_preset=request.preset, hrv_rmssd_ms=request.hrv_rmssd_ms,
+                         resp_rate=request.resp_rate_bpm)
+    if request.mode == "remove":
+        from .removal import DEFAULT_STRENGTH, PrivacyRemover
+
+        strength = request.strength or DEFAULT_STRENGTH
+        if strength != "standard":
+            return PrivacyRemover(fps, editor, strength, min_psnr_db=request.min_psnr_db)
+    return editor
 
 
 # --------------------------------------------------------------------------- passes
@@ -371,6 +388,8 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     # ---- pass 1: face track; pass 2: mask, observe, input traces
     source = Source(request.input, info, request.quiet)
     track = track_pass(source)
+    if hasattr(editor, "follow"):  # an editor whose grid follows the face (removal.PrivacyRemover)
+        editor.follow(track)
     lap("face_track")
     masker, traces_before, n_frames = SkinMasker(track, record_bytes=MASK_RECORD_BYTES), [], 0
     for chunk in source.chunks("analysing"):
