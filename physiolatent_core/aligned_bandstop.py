@@ -21,8 +21,15 @@ grid's cells. This stage takes all of those out:
    is small, skin and in the band. The strength is the gate; a fidelity floor lowers it
    until the predicted PSNR of the whole frames holds.
 4. **Put it back.** The correction of each frame is warped back from the grid to the
-   frame and applied as a gain inside the mask: ``out = frame * exp(-correction * w)``
-   with ``w`` the mask's apply weight (as the pooled editor applies its own).
+   frame and applied as a gain inside the mask: ``out = frame * (1 + w * (exp(-c) - 1))``
+   with ``w`` the mask's apply weight (as the pooled editor applies its own). The head is
+   steadied first (below), and the colour band is measured on the steadied grid, so the
+   two never undo each other.
+5. **Steady the head.** The face's frame-to-frame shift (phase correlation refined by
+   Lucas-Kanade, on the tracked box) summed into a path; its pulse-band part, gated by
+   size like the colour (``MOTION_GATE_PX_FOR``: a ballistocardiographic bob is a fraction
+   of a pixel, a nod is not), is undone by moving the head region back (a smooth weight
+   that fades out around the mask region).
 
 The stored grid is float16 log colour (the 8-bit source quantises each pixel to ~0.4 %,
 far coarser than float16's 0.05 %), ``T * rows * cols * 3 * 2`` bytes: 10 minutes at
@@ -116,7 +123,8 @@ class AlignedBandStop:
         self._pixels: list[np.ndarray] = []  # per chunk [t]: frame pixels one grid pixel covers
         self._step_px: list[np.ndarray] = []  # per chunk [t, 2]: the face's shift (x, y) since the frame before
         self._texture: list[np.ndarray] = []  # per chunk [t]: squared grey gradient summed over the box
-        self._previous_grey: np.ndarray | None = None  # the last observed frame, grey (float32)
+        self._previous_grey: np.ndarray | None = None
+        self._grey_buffer: np.ndarray | None = None  # the buffer the next frame's grey goes in  # the last observed frame, grey (float32)
         self._shift: np.ndarray | None = None  # [T, 2] planned stabilising shift, frame pixels
         self._frame_pixels = 0
         self._next = 0
@@ -211,7 +219,16 @@ class AlignedBandStop:
             weight[i] = np.minimum(2.0 * self._sample(mask, box), 1.0)
             m = _grid_affine(box, self.shape)
             pixels[i] = m[0, 0] * m[1, 1]
-            grey = cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+            # Grey around the face only (the box, and room for the next frame's box to move).
+            h, w = frame.shape[:2]
+            side = box[2] - box[0]
+            wx0, wy0 = max(0, int(box[0] - 0.2 * side)), max(0, int(box[1] - 0.2 * side))
+            wx1, wy1 = min(w, int(box[2] + 0.2 * side) + 1), min(h, int(box[3] + 0.2 * side) + 1)
+            if self._grey_buffer is None or self._grey_buffer.shape != (h, w):
+                self._grey_buffer = np.zeros((h, w), np.float32)
+            grey, self._grey_buffer = self._grey_buffer, self._previous_grey  # two frames, reused in turn
+            grey[wy0:wy1, wx0:wx1] = cv2.cvtColor(np.ascontiguousarray(frame[wy0:wy1, wx0:wx1], dtype=np.float32),
+                                                  cv2.COLOR_RGB2GRAY)
             steps[i] = self._face_step(self._previous_grey, grey, box)
             texture[i] = self._gradient_energy(grey, box)
             self._previous_grey = grey
@@ -233,7 +250,7 @@ class AlignedBandStop:
         log_rgb = np.concatenate(self._log_rgb)
         weight = np.concatenate(self._weight).astype(np.float32)
         pixels = np.concatenate(self._pixels)
-        self._log_rgb, self._weight, self._previous_grey = [], [], None
+        self._log_rgb, self._weight, self._previous_grey, self._grey_buffer = [], [], None, None
         n, rows, cols, _ = log_rgb.shape
         sos = signal.butter(4, self.band_hz, btype="bandpass", fs=self.fps, output="sos")
         padlen = min(n - 1, int(3 * self.fps))
@@ -326,14 +343,16 @@ class AlignedBandStop:
                 continue
             m = _grid_affine(box, self.shape) - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
             self._stabilise(out[i], box, self._shift[t])
-            grid = self._correction[t].astype(np.float32)
-            # Grid pixel (c, r) sits at frame m @ (c, r, 1): warp the grid there (forward map).
+            # The gain's change exp(-c) - 1 on the grid; grid pixel (c, r) sits at frame m @ (c, r, 1):
+            # warp it there (forward map), weigh it by the mask's apply weight.
+            grid = np.expm1(-self._correction[t].astype(np.float32))
             change = cv2.warpAffine(grid, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             weight = np.minimum(2.0 * face_mask[i, y0:y1, x0:x1], 1.0)
-            gain = np.exp(-change * weight[..., None])
+            change *= weight[..., None]
+            change += 1.0
             region = out[i, y0:y1, x0:x1]
-            np.multiply(region, gain, out=region)
+            np.multiply(region, change, out=region)
             np.clip(region, 0.0, 1.0, out=region)
         return out
 
