@@ -191,6 +191,11 @@ def _add_batch(sub) -> None:
     p.add_argument("--robust-to", choices=("lossless", "h264"), help="edit strength (default: matches each output)")
     p.add_argument("--amplitude", type=float, help="training-free: fixed RMS of the injected pulse (as for edit)")
     p.add_argument("--min-psnr", type=float, help="training-free: fidelity floor in dB (as for edit)")
+    p.add_argument("--hrv-rmssd", type=float, help="training-free: RMSSD (ms) of every injected pulse (as for edit)")
+    p.add_argument("--resp-rate", help="training-free: breathing rate of every injected pulse (as for edit)")
+    p.add_argument("--bit-depth", type=int, default=8, choices=(8, 10, 16),
+                   help="bits per colour sample of each output (as for edit; default 8)")
+    p.add_argument("--strength", choices=("standard", "strong", "max"), help="with --remove: as for remove")
 
 
 # --------------------------------------------------------------------------- requests
@@ -233,7 +238,8 @@ def _batch_request(args):
         ray_address=args.ray_address, gpus_per_clip=args.gpus_per_clip, retries=args.retries,
         methods=_methods(args.methods), crf=args.crf, preset=args.preset, robust_to=args.robust_to,
         amplitude=args.amplitude, min_psnr_db=args.min_psnr, seed=args.seed, verify=not args.no_verify,
-        figures=args.figures, network=_network(args), quiet=args.quiet)
+        figures=args.figures, network=_network(args), quiet=args.quiet, hrv_rmssd_ms=args.hrv_rmssd,
+        resp_rate=args.resp_rate, bit_depth=args.bit_depth, strength=args.strength)
 
 
 def _methods(spec: str) -> tuple[str, ...]:

@@ -952,7 +952,11 @@ def _check_decoy(decoy_hr_bpm: np.ndarray, own_hr_bpm: np.ndarray) -> None:
         )
 
 
-def injected_wave(n_frames: int, fps: float, target, seed: int = 0, band_bpm=(40.0, 180.0)) -> np.ndarray:
-    """The unit blood-volume pulse ``PulseEditor(fps, target=target, seed=seed)`` injects
-    into an ``n_frames``-frame clip ([T] float64): an edited clip's new ground truth."""
-    return _target_wave(n_frames, fps, parse_hr_target(target), seed, band_bpm)
+def injected_wave(n_frames: int, fps: float, target, seed: int = 0, band_bpm=(40.0, 180.0), rmssd_ms=None,
+                  resp_rate=None) -> np.ndarray:
+    """The unit blood-volume pulse ``PulseEditor(fps, target=target, seed=seed, hrv_rmssd_ms=rmssd_ms,
+    resp_rate=resp_rate)`` injects into an ``n_frames``-frame clip ([T] float64): an edited
+    clip's new ground truth."""
+    rmssd_ms = check_rmssd(rmssd_ms) if rmssd_ms is not None else None
+    resp_rate = parse_resp_target(resp_rate) if resp_rate is not None else None
+    return _target_wave(n_frames, fps, parse_hr_target(target), seed, band_bpm, rmssd_ms, resp_rate)

@@ -205,6 +205,26 @@ def test_remove_writes_no_pulse_as_ground_truth(tmp_path, faces):
     assert set(summary["hit_rate_by_reader"]) == {"pos", "chrom"}
 
 
+def test_hrv_and_breathing_targets_reach_the_written_ground_truth(tmp_path, faces):
+    from physiolatent_core.editor import injected_wave
+
+    root = make_ubfc(tmp_path / "UBFC", faces[:1])
+    out = tmp_path / "UBFC_hrv"
+    summary = run_batch(BatchRequest(root, out, target="90", hrv_rmssd_ms=45.0, resp_rate="14", workers=1,
+                                     methods=("pos",), verify=False, quiet=True))
+    assert summary["counts"]["done"] == 1, summary["failures"]
+    (clip,) = read_ubfc(out)
+    lines = (out / clip.subject_id / "ground_truth.txt").read_text().splitlines()
+    ppg = np.array(lines[0].split(), float)
+    wanted = injected_wave(clip.num_frames, FPS, 90, seed=0, rmssd_ms=45.0, resp_rate=14)
+    plain = injected_wave(clip.num_frames, FPS, 90, seed=0)
+    assert np.corrcoef(ppg, wanted)[0, 1] > 0.999 and np.corrcoef(ppg, plain)[0, 1] < 0.99
+    with pytest.raises(InputError, match="HRV and breathing targets"):
+        BatchRequest(root, out, remove=True, hrv_rmssd_ms=45.0)
+    with pytest.raises(InputError, match="goes with --remove"):
+        BatchRequest(root, out, target="90", strength="max")
+
+
 # --------------------------------------------------------------------------- policies and safety
 
 

@@ -266,7 +266,8 @@ def ground_truth(request: JobRequest, report: dict) -> GroundTruth:
     if request.network is None:
         from ..editor import injected_wave
 
-        wave = injected_wave(n, fps, aim, seed=request.seed)
+        wave = injected_wave(n, fps, aim, seed=request.seed, rmssd_ms=request.hrv_rmssd_ms,
+                             resp_rate=request.resp_rate_bpm)
     else:  # the network injects no waveform we know: a nominal pulse at the target
         wave = synth_pulse(n, fps, aim, hrv_ms=0.0, seed=request.seed).wave
     return GroundTruth(np.asarray(wave, np.float64), hr_curve(aim, n, fps), fps)

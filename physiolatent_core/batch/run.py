@@ -51,6 +51,10 @@ class BatchRequest:
     figures: bool = False
     network: NetworkFiles | None = None
     quiet: bool = False
+    hrv_rmssd_ms: float | None = None  # the injected pulse's RMSSD (training-free edits, or removal with a decoy)
+    resp_rate: str | float | None = None  # its breathing rate, breaths/min, or a trajectory
+    bit_depth: int = 8  # of each output video (8, 10 or 16, as for edit)
+    strength: str | None = None  # removal strength (removal.py; default max)
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -63,6 +67,11 @@ class BatchRequest:
             raise InputError("give either a target heart rate (--target-hr) or --remove, not both.")
         if self.decoy is not None and not self.remove:
             raise InputError("a decoy HR goes with --remove (it replaces the removed pulse).")
+        if (self.hrv_rmssd_ms is not None or self.resp_rate is not None) and (self.remove and self.decoy is None):
+            raise InputError("HRV and breathing targets shape an injected pulse: give them with --target-hr, or "
+                             "with --remove and a --decoy-hr.")
+        if self.strength is not None and not self.remove:
+            raise InputError("--strength sets what removal takes out: it goes with --remove.")
         if self.workers is not None and self.workers < 1:
             raise InputError(f"workers must be at least 1; got {self.workers}.")
         if self.retries < 0:
@@ -131,7 +140,11 @@ def _job_settings(request: BatchRequest) -> dict:
     """JobRequest fields every clip shares (and the network's files), JSON-able for the key."""
     job = dict(methods=tuple(request.methods), crf=request.crf, preset=request.preset, robust_to=request.robust_to,
                amplitude=request.amplitude, min_psnr_db=request.min_psnr_db, seed=request.seed,
-               verify=request.verify, figures=request.figures)
+               verify=request.verify, figures=request.figures, bit_depth=request.bit_depth)
+    # Only where set, so that runs from before these settings existed keep their keys (and resume).
+    job.update({k: v for k, v in (("hrv_rmssd_ms", request.hrv_rmssd_ms), ("strength", request.strength),
+                                  ("resp_rate_bpm", None if request.resp_rate is None else str(request.resp_rate)))
+                if v is not None})
     if request.network is not None:
         job["network"] = {k: (None if v is None else str(v) if isinstance(v, Path) else v)
                           for k, v in asdict(request.network).items()}
