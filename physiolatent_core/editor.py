@@ -99,6 +99,9 @@ OWN_BANDWIDTH_HZ = 0.45
 # breathing the same way).
 BREATHING_BAND_HZ = (0.06, 0.6)
 SLOW_MEAN_S = 25.0
+# Half-width of the face colour band removed around each rate an estimator reads (remove_readings):
+# 0.15 Hz = 9 bpm, so a reading that survives lands more than 5 bpm away.
+READING_NOTCH_HZ = 0.15
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face's (docs/BENCHMARKS.md, run U)
 # Truncation to 8 bit (core SaveVideo) turns a change under a grey level into a brightness
@@ -253,6 +256,10 @@ class PulseEditor:
         self._whole_levels = False
         self._residual: np.ndarray | None = None  # [ceil(H/8), ceil(W/8), 3] levels, per tile
         self._next_frame = 0  # whole-level changes need the chunks in order
+        # Remove mode: also take the face colour out around every rate an estimator reads
+        # (``READING_NOTCH_HZ``), not only around the own HR (removal.PrivacyRemover sets it).
+        self.remove_readings = False
+        self._read_rates: list[float] = []
         # A stage applied before this editor (removal.PrivacyRemover's aligned band-stop): plan()
         # sees the pooled colours as that stage leaves them, so nothing is removed twice.
         self.upstream = None
@@ -418,10 +425,17 @@ class PulseEditor:
             # holds those sidebands) and as a slow drift of the skin colour, which the 0.4 Hz
             # normalisation above never sees: take the face colour's breathing band out too, the
             # same relative change in every cell, so the face mean loses exactly it.
-            breathing = _breathing_band(face_rgb, cell_weights.sum(axis=1) > 0, self.fps)[:, None, :]
-            breathing = breathing * valid[None, :, None]
+            beside_pulse = _breathing_band(face_rgb, cell_weights.sum(axis=1) > 0, self.fps)
+            # Where the readers read the face at other rates than the own HR (a "pulse" that is
+            # facial motion, or what an earlier stage left), the face colour's component around each
+            # such rate goes too, so no reader keeps its reading (removal.PrivacyRemover asks for it).
+            reading_phases = self._reading_phases(face_norm, own_hr_hz) if self.remove_readings else []
+            for reading_phase in reading_phases:
+                near = _demodulate(face_norm, reading_phase, self.fps, cutoff_hz=READING_NOTCH_HZ)
+                beside_pulse = beside_pulse + np.real(near * np.exp(1j * reading_phase)[:, None])
+            beside_pulse = beside_pulse[:, None, :] * valid[None, :, None]
             pulse_spread = own_spread
-            own_spread = functools.cache(lambda evenness: pulse_spread(evenness) + breathing)
+            own_spread = functools.cache(lambda evenness: pulse_spread(evenness) + beside_pulse)
 
         rng = np.random.default_rng(self.seed)
         if self.mode == "edit":
@@ -440,7 +454,7 @@ class PulseEditor:
             readings = [estimate_hr(estimator(1.0 + face_norm, self.fps), self.fps, band_bpm=self.band_bpm)
                         for estimator in ESTIMATORS.values()]
             consensus_hz = float(np.nanmedian(readings)) / 60.0
-            phases = [phase]
+            phases = [phase, *reading_phases]
             if np.isfinite(consensus_hz) and abs(consensus_hz - np.median(own_hr_hz)) > 5.0 / 60.0:
                 phases.append(2.0 * np.pi * consensus_hz * np.arange(n_frames) / self.fps)
             injected = _chaff(n_frames, self.fps, phases, self.band_bpm, rng)  # [T, 3]
@@ -486,11 +500,12 @@ class PulseEditor:
                         -_MAX_DELTA, _MAX_DELTA)
         breathing_removed = 1.0 if self.mode == "remove" else None
         if self.mode == "remove" and self.min_psnr_db is not None and fidelity(delta) < self.min_psnr_db:
-            # The floor holds before the breathing's removal does: on short or moving clips the
-            # breathing band is mostly motion and drift (sadtalker, 8 s: 49.7 dB in full).
+            # The floor holds before the removal beside the pulse (breathing band, other readings)
+            # does: on short or moving clips the breathing band is mostly motion and drift
+            # (sadtalker, 8 s: 49.7 dB in full).
             for breathing_removed in (0.75, 0.5, 0.25, 0.0):
                 delta = np.clip((amplitude * unit_for(evenness) - removed * pulse_spread(evenness)
-                                 - breathing_removed * breathing) * reach, -_MAX_DELTA, _MAX_DELTA)
+                                 - breathing_removed * beside_pulse) * reach, -_MAX_DELTA, _MAX_DELTA)
                 if fidelity(delta) >= self.min_psnr_db:
                     break
         green_levels = _peak_green_levels(delta, colours, cell_weights)
@@ -509,6 +524,7 @@ class PulseEditor:
             "predicted_misreads": misread,
             "own_removed_fraction": removed,
             "breathing_removed_fraction": breathing_removed,
+            "readings_removed_bpm": self._read_rates if self.mode == "remove" else None,
             "evenness": evenness,
             "predicted_psnr_db": fidelity(delta),
             "min_psnr_db": self.min_psnr_db,
@@ -529,6 +545,19 @@ class PulseEditor:
             info["injected_resp_rate"] = None if self.resp_rate is None else str(self.resp_rate)
         self._plan.info = info
         return info
+
+    def _reading_phases(self, face_norm: np.ndarray, own_hr_hz: np.ndarray) -> list[np.ndarray]:
+        """Phases [T] of the constant rates the estimators read on ``face_norm`` [T,3], one per
+        rate at least 5 bpm from the own HR (and 3 bpm from each other)."""
+        rates: list[float] = []
+        for estimator in ESTIMATORS.values():
+            bpm = estimate_hr(estimator(1.0 + face_norm, self.fps), self.fps, band_bpm=self.band_bpm)
+            if np.isfinite(bpm) and abs(bpm - 60.0 * np.median(own_hr_hz)) > 5.0 and all(
+                    abs(bpm - r) > 3.0 for r in rates):
+                rates.append(float(bpm))
+        self._read_rates = rates
+        t = np.arange(len(face_norm)) / self.fps
+        return [2.0 * np.pi * bpm / 60.0 * t for bpm in rates]
 
     def _strength(self, colours, weights, unit_for, own_spread, reach, codec_gain, injected_hr, box_reader, fidelity):
         """The injected amplitude, the fidelity step (evenness, fraction of the own pulse

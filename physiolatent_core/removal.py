@@ -8,7 +8,9 @@
   every colour direction, and steadies the head's pulse-band sub-pixel motion (its
   ballistocardiographic bob, which readers that track the face read as a pulse); then the
   pooled editor removes what is left of the pulse (planned on the colours the first stage
-  leaves, so nothing is removed twice), the breathing band, and adds the chaff. ``max``
+  leaves, so nothing is removed twice), the breathing band and the face colour around every
+  other rate an estimator reads there (a "pulse" of facial motion), and adds the chaff,
+  notched at all of those rates. ``max``
   gates less content out than ``strong`` (``aligned_bandstop.GATE_FOR``).
 
 The fidelity floor is shared: each stage gets half the error budget (its floor 3 dB above
@@ -59,6 +61,7 @@ class PrivacyRemover:
         floor = REMOVE_MIN_PSNR_DB if min_psnr_db is None else float(min_psnr_db) or None
         self.min_psnr_db = floor
         self.pooled = pooled
+        pooled.remove_readings = True
         if floor is not None and (pooled.min_psnr_db is None or pooled.min_psnr_db < floor + _HALF_BUDGET_DB):
             pooled.min_psnr_db = floor + _HALF_BUDGET_DB
         self.bandstop: AlignedBandStop | None = None
