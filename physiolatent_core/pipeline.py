@@ -341,6 +341,16 @@ def track_pass(source: Source):
     return tracker.finish()
 
 
+def faces_pass(source: Source):
+    """Pass 1 of an edit: every face's track (``face.MultiFaceTracker``), by face id."""
+    from .face import MultiFaceTracker
+
+    tracker = MultiFaceTracker(source.info.fps)
+    for chunk in source.chunks("face tracking", lazy=True):  # it converts the frames it searches
+        tracker.update(chunk)
+    return tracker.finish()
+
+
 def _masks_again(masker):
     """The same masks for a later pass over the input: replayed if recorded, else rendered again."""
     from .face import SkinMasker
