@@ -520,8 +520,9 @@ def _face_report(face, checked: dict | None) -> dict:
     if checked is not None:
         entry["hr_before"] = checked.get("hr_bpm_before")
         entry["hr_after"] = checked.get("hr_bpm")
-        if "target_within_3bpm" in checked:
-            entry["target_within_3bpm"] = checked["target_within_3bpm"]
+        for key in ("target_within_3bpm", "snr_db_before", "snr_db_after"):  # snr: at the face's own HR
+            if key in checked:
+                entry[key] = checked[key]
     return entry
 
 
