@@ -28,7 +28,7 @@ from .errors import InputError
 from .pulse import REMOVE, FaceTargets, HRTarget, parse_face_targets
 from .rppg.hr import MIN_DURATION_S
 
-__all__ = ["FaceEdit", "FacesEditor", "FacesMasker", "SpanEditor", "edit_faces", "exclusive"]
+__all__ = ["FaceEdit", "FacesEditor", "FacesMasker", "SpanEditor", "edit_faces", "exclusive", "mask_span", "run_faces"]
 
 
 def exclusive(masks: list[np.ndarray]) -> list[np.ndarray]:
@@ -210,6 +210,37 @@ class FacesEditor:
         return self.edited[0].editor.info
 
 
+def run_faces(make: Callable, frames: np.ndarray, fps: float, targets, *, tracks=None, step=None):
+    """Observe, plan and apply one editor per face over an in-memory clip, chunk by chunk
+    (``editors.run_editor`` for several faces).
+
+    ``make(target) -> ChunkEditor`` (target: an HRTarget or ``pulse.REMOVE``); ``targets``:
+    anything ``pulse.parse_face_targets`` reads; ``tracks``: the faces' ``FaceTrack``
+    (``face.track_faces(frames, fps)`` when None); ``step``: called after every chunk of each
+    pass and after the plan. Returns (edited frames [T,H,W,3] float32, the FacesEditor).
+    """
+    from .editors import chunk_starts
+    from .face import track_faces
+
+    if tracks is None:
+        tracks = track_faces(frames, fps)
+    tick = step or (lambda: None)
+    editor = FacesEditor(tracks, targets, make)
+    masker = FacesMasker(tracks, record_bytes=1 << 62)  # the clip is in memory: its masks' grids are small
+    starts = chunk_starts(len(frames), editor)
+    for s in starts:
+        editor.observe(frames[s:s + starts.step], masker(frames[s:s + starts.step]))
+        tick()
+    editor.plan()
+    tick()
+    replay, out = masker.again(), np.empty(frames.shape, np.float32)
+    for s in starts:
+        chunk = frames[s:s + starts.step]
+        out[s:s + starts.step] = editor.apply(chunk, replay(chunk), s)
+        tick()
+    return out, editor
+
+
 def edit_faces(frames: np.ndarray, fps: float, targets, *, tracks=None, robust_to: str = "h264", seed: int = 0,
                decoy_hr_bpm=None, **kwargs):
     """Edit every face of an in-memory clip, each to its own target (training-free editor).
@@ -222,26 +253,20 @@ def edit_faces(frames: np.ndarray, fps: float, targets, *, tracks=None, robust_t
     Returns (edited frames [T,H,W,3], FacesEditor: per face its track, target, editor info).
     """
     from .editor import PulseEditor, _as_frames
-    from .editors import chunk_starts
-    from .face import track_faces
-
-    frames = _as_frames(frames)
-    if tracks is None:
-        tracks = track_faces(frames, fps)
 
     def make(target):
         if target == REMOVE:
             return PulseEditor(fps, "remove", decoy_hr_bpm=decoy_hr_bpm, robust_to=robust_to, seed=seed, **kwargs)
         return PulseEditor(fps, "edit", target=target, robust_to=robust_to, seed=seed, **kwargs)
 
-    editor = FacesEditor(tracks, targets, make)
-    masker = FacesMasker(tracks, record_bytes=1 << 62)
-    starts = chunk_starts(len(frames), editor)
-    for s in starts:
-        editor.observe(frames[s:s + starts.step], masker(frames[s:s + starts.step]))
-    editor.plan()
-    replay, out = masker.again(), np.empty_like(frames)
-    for s in starts:
-        chunk = frames[s:s + starts.step]
-        out[s:s + starts.step] = editor.apply(chunk, replay(chunk), s)
-    return out, editor
+    return run_faces(make, _as_frames(frames), fps, targets, tracks=tracks)
+
+
+def mask_span(mask: np.ndarray) -> tuple[int, int] | None:
+    """(first, last) frame where a mask [T,H,W] is not empty; None when that is every frame
+    (or none): a mask made for one face (``face.skin_mask``, Face Select) is empty where
+    the face is absent."""
+    on = np.flatnonzero(mask.reshape(len(mask), -1).max(axis=1) > 0)
+    if len(on) == 0 or (on[0] == 0 and on[-1] == len(mask) - 1):
+        return None
+    return int(on[0]), int(on[-1])

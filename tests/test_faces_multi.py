@@ -225,3 +225,47 @@ def test_cli_refuses_a_face_that_is_not_there(pair_file, tmp_path, capsys):
     assert code == 2
     assert "the faces found are 1, 2" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def _node(name: str, **kwargs):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "comfyui"))
+    from workflow_tools import load_pack
+
+    cls = load_pack().NODE_CLASS_MAPPINGS[name]
+    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    return out["result"] if isinstance(out, dict) else out
+
+
+def test_face_select_gives_one_face_and_pulse_edit_edits_only_it(entering):
+    torch = pytest.importorskip("torch")
+    images = torch.from_numpy(entering.frames)
+    mask, preview, info = _node("PhysioLatentFaceSelect", images=images, fps=FPS, face="2")
+    faces = json.loads(info)
+    assert faces["selected"] == 2 and [f["id"] for f in faces["faces"]] == [1, 2]
+    first = faces["faces"][1]["frames"][0]
+    m = mask.numpy()
+    assert m[:, :, :150].max() == 0.0 and m[:first].max() == 0.0 and m[first + 8:].max() > 0.5
+    assert tuple(preview.shape) == entering.frames.shape
+    edited, _ = _node("PhysioLatentPulseEdit", images=images, fps=FPS, target_hr_bpm=110.0, robust_to="lossless",
+                      seed=0, mask=mask)
+    out = edited.numpy()
+    np.testing.assert_array_equal(out[:, :, :150], entering.frames[:, :, :150])  # face 1 untouched
+    np.testing.assert_array_equal(out[:first], entering.frames[:first])  # nothing before face 2 entered
+    assert abs(_hr(out[first:], entering.skin_mask(1)[first:], "pos") - 110.0) < 3.0
+    with pytest.raises(InputError, match="the faces found are 1, 2"):
+        _node("PhysioLatentFaceSelect", images=images, fps=FPS, face="3")
+
+
+def test_pulse_edit_without_a_mask_edits_every_face(pair):
+    torch = pytest.importorskip("torch")
+    edited, info = _node("PhysioLatentPulseEdit", images=torch.from_numpy(pair.frames), fps=FPS, target_hr_bpm=110.0,
+                         robust_to="lossless", seed=0)
+    assert [f["id"] for f in json.loads(info)["faces"]] == [1, 2]
+    for index in range(2):
+        assert abs(_hr(edited.numpy(), pair.skin_mask(index), "pos") - 110.0) < 3.0
