@@ -117,7 +117,7 @@ class SpanEditor:
         return self.editor.info
 
 
-@dataclass
+@dataclass(eq=False)  # faces are told apart by identity (their tracks hold arrays)
 class FaceEdit:
     """One face of the clip: its track, what is asked of it, and its editor (None: untouched)."""
 

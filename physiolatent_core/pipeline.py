@@ -428,7 +428,7 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         lap("key")
 
     # The report's top-level readings are those of the first edited face ("faces" has them all).
-    primary = editor.faces.index(editor.edited[0])
+    primary = next(i for i, face in enumerate(editor.faces) if face.editor is not None)
     aims = [_face_aim(request, face) for face in editor.faces]
     aim = aims[primary]
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None

@@ -269,3 +269,15 @@ def test_pulse_edit_without_a_mask_edits_every_face(pair):
     assert [f["id"] for f in json.loads(info)["faces"]] == [1, 2]
     for index in range(2):
         assert abs(_hr(edited.numpy(), pair.skin_mask(index), "pos") - 110.0) < 3.0
+
+
+def test_the_first_edited_face_gives_the_top_level_readings(pair_file, tmp_path):
+    from physiolatent_core.pipeline import JobRequest, run_job
+
+    report = run_job(JobRequest(input=pair_file, mode="edit", output=tmp_path / "out.mkv", target={2: 60},
+                                methods=("pos",), quiet=True, figure=False))
+    assert [f["edited"] for f in report["faces"]] == [False, True]
+    assert "left untouched" in report["faces"][0]["note"] and "hr_after" in report["faces"][0]
+    assert abs(report["faces"][0]["hr_after"]["pos"] - OWN_HR[0]) < 3.0  # face 1 keeps its own pulse
+    assert report["face"]["id"] == 2 and abs(report["verify"]["hr_bpm"]["pos"] - 60.0) < 3.0
+    assert report["settings"]["face_targets"] == "face 2: 60 bpm"
