@@ -68,6 +68,28 @@ class FacesMasker:
         return again
 
 
+def chunk_part(span: tuple[int, int] | None, start: int, length: int) -> slice:
+    """The frames of a chunk (clip frames ``start .. start+length-1``) inside ``span``
+    (first, last; None: the whole clip), as a slice of the chunk (empty: none)."""
+    if span is None:
+        return slice(0, length)
+    a = min(max(span[0] - start, 0), length)
+    return slice(a, max(min(span[1] + 1 - start, length), a))
+
+
+def from_span_start(target, first: int, fps: float):
+    """A face's target as its editor sees it: time knots are clip times, its editor counts
+    from the face's first frame, so knots are moved back by ``first / fps`` seconds (the HR
+    at the span's start becomes the first knot). Other targets are returned as they are."""
+    if not isinstance(target, HRTarget) or target.kind != "knots" or first == 0:
+        return target
+    offset = first / fps
+    times, bpm = np.asarray(target.times_s), np.asarray(target.bpm)
+    later = times > offset
+    knots = [(0.0, float(np.interp(offset, times, bpm)))] + [(t - offset, b) for t, b in zip(times[later], bpm[later])]
+    return HRTarget("knots", tuple(b for _, b in knots), tuple(t for t, _ in knots), target.unit)
+
+
 class SpanEditor:
     """A ``ChunkEditor`` that sees only frames ``span[0] .. span[1]`` of the clip it is given.
 
@@ -82,11 +104,8 @@ class SpanEditor:
 
     def _inside(self, start: int, length: int) -> tuple[int, int]:
         """The chunk's frames [a, b) inside the span (a == b: none)."""
-        if self.span is None:
-            return 0, length
-        a = min(max(self.span[0] - start, 0), length)
-        b = max(min(self.span[1] + 1 - start, length), a)
-        return a, b
+        part = chunk_part(self.span, start, length)
+        return part.start, part.stop
 
     def observe(self, frames: np.ndarray, face_mask: np.ndarray) -> None:
         a, b = self._inside(self._seen, len(frames))
@@ -175,11 +194,14 @@ class FacesEditor:
                 "which edits every face."
             )
         for face in edited:
-            editor = make(face.target)
-            # The network crops its windows from the whole clip; the span is the training-free editor's.
-            span = None if single or getattr(editor, "chunk_frames", None) else face.track.span
+            span = None if single else face.track.span  # the network edits one face, over the whole clip
+            editor = make(from_span_start(face.target, span[0] if span else 0, face.track.fps))
             face.editor = SpanEditor(editor, span)
         self.chunk_frames = next((f.editor.chunk_frames for f in edited if f.editor.chunk_frames), None)
+
+    def parts(self, start: int, length: int) -> list[slice]:
+        """Per face, the frames of a chunk (clip frames ``start``...) where it is present."""
+        return [chunk_part(face.track.span, start, length) for face in self.faces]
 
     @property
     def edited(self) -> list[FaceEdit]:

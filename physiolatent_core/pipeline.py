@@ -399,10 +399,12 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     for chunk in source.chunks("analysing"):
         masks = masker(chunk)
         editor.observe(chunk, masks)
-        if request.verify:  # the input's readings are only compared with the saved file's
-            traces_before.append([read_traces(chunk, mask, request.methods) for mask in masks])
+        if request.verify:  # the input's readings are only compared with the saved file's; each face's over its span
+            traces_before.append([read_traces(chunk[part], mask[part], request.methods) if part.stop > part.start
+                                  else None for part, mask in zip(editor.parts(n_frames, len(chunk)), masks)])
         n_frames += len(chunk)
-    traces_before = [ColourTraces.join(list(face)) for face in zip(*traces_before)] if request.verify else None
+    if request.verify:
+        traces_before = [ColourTraces.join([t for t in face if t is not None]) for face in zip(*traces_before)]
     check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
     lap("analyse")
     editor.plan(tracks)
@@ -441,11 +443,13 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         # ---- pass 4: the file as saved, beside the input
         constants = [None if a is None or a.kind != "constant" else a.bpm[0] for a in aims]
         traces_after, faces_checked, codec_reference = read_back(written_video, source, masker.again(), paths.kind,
-                                                                 request, n_frames, traces_before, constants, band)
+                                                                 request, n_frames, traces_before, constants, band,
+                                                                 parts=editor.parts)
         checked = faces_checked[primary]
         traces_after, traces_before = traces_after[primary], traces_before[primary]
         if aim is not None and aim.kind != "constant":
-            trajectory = trajectory_check(traces_after.rgb, fps, aim_curve, band)
+            first, last = editor.faces[primary].frames  # its traces cover its span
+            trajectory = trajectory_check(traces_after.rgb, fps, aim_curve[first:last + 1], band)
         vitals = vitals_check(request, traces_after, traces_before, n_frames, fps, band)
         lap("verify")
 

@@ -281,3 +281,33 @@ def test_the_first_edited_face_gives_the_top_level_readings(pair_file, tmp_path)
     assert abs(report["faces"][0]["hr_after"]["pos"] - OWN_HR[0]) < 3.0  # face 1 keeps its own pulse
     assert report["face"]["id"] == 2 and abs(report["verify"]["hr_bpm"]["pos"] - 60.0) < 3.0
     assert report["settings"]["face_targets"] == "face 2: 60 bpm"
+
+
+def test_time_knots_stay_clip_times_for_a_face_that_enters_late():
+    from physiolatent_core.faces import from_span_start
+    from physiolatent_core.pulse import hr_curve
+
+    target = parse_hr_target("0s=70, 8s=110, 12s=90")
+    shifted = from_span_start(target, 45, FPS)  # the face's editor counts from frame 45 (3 s)
+    np.testing.assert_allclose(hr_curve(shifted, 150, FPS), hr_curve(target, 195, FPS)[45:], atol=1e-9)
+    assert from_span_start(parse_hr_target("70:120"), 45, FPS) == parse_hr_target("70:120")  # ramps: over the span
+
+
+def test_cli_edits_a_face_that_enters_mid_clip_over_its_span(entering, tmp_path):
+    from physiolatent_core import video
+    from physiolatent_core.pipeline import JobRequest, run_job
+
+    src = tmp_path / "enter.mkv"
+    video.write_video(str(src), entering.frames, FPS)
+    report = run_job(JobRequest(input=src, mode="edit", output=tmp_path / "out.mkv", target=110,
+                                methods=("pos", "chrom"), quiet=True, figure=False))
+    one, two = report["faces"]
+    enter = int(np.flatnonzero(entering.present[1])[0])
+    assert one["frames"][0] == 0 and enter - 8 <= two["frames"][0] <= enter + 16
+    saved, _ = video.read_video(str(tmp_path / "out.mkv"))
+    first = two["frames"][0]
+    original, _ = video.read_video(str(src))
+    np.testing.assert_array_equal(saved[:first, :, 160:], original[:first, :, 160:])  # nothing before it entered
+    for method in ("pos", "chrom"):  # each face read over its own span, before and after
+        assert abs(two["hr_before"][method] - OWN_HR[1]) < 3.0 and abs(two["hr_after"][method] - 110.0) < 3.0
+        assert abs(one["hr_after"][method] - 110.0) < 3.0
