@@ -392,9 +392,9 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     # ---- pass 1: every face's track; pass 2: masks, observe, input traces (per face)
     source = Source(request.input, info, request.quiet)
     tracks = faces_pass(source)
+    lap("face_track")
     editor = FacesEditor(tracks, request.face_targets, lambda target: make_editor(request, fps, paths.kind, target),
                          single=request.network is not None)
-    lap("face_track")
     masker, traces_before, n_frames = FacesMasker(tracks, record_bytes=MASK_RECORD_BYTES), [], 0
     for chunk in source.chunks("analysing"):
         masks = masker(chunk)
