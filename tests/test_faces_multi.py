@@ -311,3 +311,14 @@ def test_cli_edits_a_face_that_enters_mid_clip_over_its_span(entering, tmp_path)
     for method in ("pos", "chrom"):  # each face read over its own span, before and after
         assert abs(two["hr_before"][method] - OWN_HR[1]) < 3.0 and abs(two["hr_after"][method] - 110.0) < 3.0
         assert abs(one["hr_after"][method] - 110.0) < 3.0
+
+
+def test_a_face_in_the_shot_too_briefly_is_left_untouched_or_refused_when_named(pair):
+    frames = pair.frames.copy()
+    frames[40:, :, 160:] = frames[0, :4, 160:].mean(axis=(0, 1))  # face 2 leaves after 2.7 s
+    tracks = face.track_faces(frames, FPS)
+    editor = FacesEditor(tracks, 75, make=lambda target: None)
+    assert editor.faces[0].editor is not None and editor.faces[1].editor is None
+    assert "under the 4 s a pulse needs" in editor.faces[1].note
+    with pytest.raises(InputError, match="face 2 is in the clip for 2.[0-9] s only"):
+        FacesEditor(tracks, "1=75, 2=80", make=lambda target: None)
