@@ -58,6 +58,14 @@ def test_two_faces_are_numbered_left_to_right_and_followed(pair):
         assert _iou(np.median(track.boxes, axis=0), truth) > 0.5
 
 
+def test_faces_that_appear_together_are_numbered_left_to_right():
+    clip = synth_faces(OWN_HR, duration_s=4.0, fps=FPS, enter_s=(1.0, 1.0), seed=5)
+    tracks = face.track_faces(clip.frames, FPS)
+    assert [t.face_id for t in tracks] == [1, 2]
+    assert np.median(tracks[0].boxes[20:, 2]) < 160 < np.median(tracks[1].boxes[20:, 0])
+    assert all(10 <= t.span[0] <= 16 for t in tracks)  # in from frame 15
+
+
 def test_a_face_entering_mid_clip_gets_an_id_and_a_track_only_where_present(entering):
     tracker = face.MultiFaceTracker(FPS)
     for start in range(0, len(entering.frames), 32):  # chunked as the pipeline streams

@@ -9,13 +9,13 @@ Policy (what the tracker does, and why)
   last box most (IoU >= 0.1); unlike the single-face tracker it never jumps to the largest
   face after a loss: that face has a follower of its own.
 * **New faces.** The first follower finds the first face as ``FaceTracker`` does (the
-  largest in the first frame with any face). Every ``search_s`` (1 s) the whole frame is
-  searched as well; a detection that overlaps no follower's current box (IoU < 0.1, centre
+  largest in the first frame with any face). In that frame, and from then on every
+  ``search_s`` (1 s), the whole frame is searched as well; a detection that overlaps no follower's current box (IoU < 0.1, centre
   outside it) starts a new follower there. A face that enters is thus found within about
   ``search_s``, and its track starts where it was found.
-* **Identities** are numbered 1, 2, ... by first appearance (the frame of the first
-  detection; faces first seen in the same frame left to right), once the clip is tracked,
-  so the numbering does not depend on the order followers were started.
+* **Identities** are numbered 1, 2, ... by first appearance (the keyframe interval of the
+  first detection; faces first seen in the same one left to right), once the clip is
+  tracked, so the numbering does not depend on the order followers were started.
 * **Gaps.** A follower that finds nothing keeps searching near its last box (then the
   whole frame, and keeps only a detection overlapping the last box) for ``keep_id_s``
   (2 s): a face back at about the same place within that keeps its id (a hand in front of
@@ -139,11 +139,14 @@ class MultiFaceTracker:
                 f"chunk frame size {chunk.shape[1:3]} differs from earlier chunks {self.frame_size}; "
                 "all chunks of a clip must have the same size."
             )
-        # Cut the chunk after each search frame: followers are up to date there.
+        # Cut the chunk after each search frame, where followers are up to date; until the
+        # first face is found, after each keyframe, so that the first search runs in the
+        # frame where it was found and faces found together are numbered left to right.
         start = 0
         while start < len(chunk):
             t0 = self._t + start
-            search_t = t0 + (-t0) % self.search_every
+            step = self.search_every if self.searches else self.detect_every
+            search_t = t0 + (-t0) % step
             stop = min(len(chunk), search_t - self._t + 1)
             part = _sub(chunk, start, stop)
             for follower in self._active():
@@ -216,7 +219,10 @@ class MultiFaceTracker:
             last = min(n - 1, int(det_t[-1]) + self.detect_every)
             track.span = (first, last)
             track.found &= track.present(0, n)
-            tracks.append((int(det_t[0]), float(track.boxes[det_t[0], 0]), track))
+            # First appearance counted in keyframes: a face found in the frames before a keyframe
+            # (the first follower searches them) ties with those found at the keyframe.
+            keyframe = -(-int(det_t[0]) // self.detect_every)
+            tracks.append((keyframe, float(track.boxes[det_t[0], 0]), track))
         tracks.sort(key=lambda k: k[:2])  # first appearance, then left to right
         for face_id, (_, _, track) in enumerate(tracks, start=1):
             track.face_id = face_id
