@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
-from .pulse import REMOVE, FaceTargets, HRTarget, parse_face_targets
+from .pulse import REMOVE, HRTarget, parse_face_targets
 from .rppg.hr import MIN_DURATION_S
 
 __all__ = ["FaceEdit", "FacesEditor", "FacesMasker", "SpanEditor", "edit_faces", "exclusive", "mask_span", "run_faces"]
