@@ -5,6 +5,8 @@
   ``"h264"`` (which also encodes a 3-4 s sample of the face region twice to measure the
   codec);
 * face mask: tracking + skin mask on the same clip;
+* the face-tracking pass of a job (pipeline pass 1) on the 640x480 file: the single-face
+  tracker against the every-face tracker that edit jobs use;
 * end to end: the CLI's ``edit`` on a 640x480 H.264 file, decode + face + edit + encode
   (target >= 30 fps), whole process, median of ``--repeats`` runs: as it runs by default
   (x264 preset medium, then the saved file is read back and verified), and with
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 
-from physiolatent_core import editor, face, video  # noqa: E402
+from physiolatent_core import editor, face, pipeline, video  # noqa: E402
 from physiolatent_core.editors import run_editor  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
 
@@ -132,6 +134,15 @@ def speed_640(args):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.mp4"
         make_file(src, args.seconds, (480, 640))
+        # Pass 1 of a job on the file (decode + face search), one face: the single-face
+        # tracker against the every-face tracker the edit jobs use (its extra cost is one
+        # whole-frame search a second).
+        info = video.probe_video(src)
+        for label, track in (("largest face, FaceTracker", pipeline.track_pass),
+                             ("every face, MultiFaceTracker", pipeline.faces_pass)):
+            (t_pass, c_pass) = median_time(lambda: track(pipeline.Source(src, info)), args.repeats)
+            print(f"face-tracking pass 640x480 file ({label}): {t_pass:.2f} s wall, {c_pass:.2f} s CPU "
+                  f"for {n} frames", flush=True)
         for label, extra in (("default: preset medium, verify", []),
                              ("--preset veryfast --no-verify", ["--preset", "veryfast", "--no-verify"])):
             walls = []

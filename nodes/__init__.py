@@ -2,7 +2,7 @@
 
 Modules:
     synth_nodes   Synthetic Subject (try the pack with no footage)
-    face_nodes    Face Mask, Face Crop, Face Uncrop, Face Composite
+    face_nodes    Face Mask, Face Select, Face Crop, Face Uncrop, Face Composite
     edit_nodes    Pulse Edit, Pulse Remove (training-free)
     key_nodes     Pulse Remove (reversible), Pulse Restore (restore keys)
     verify_nodes  Estimate Heart Rate

@@ -25,7 +25,8 @@ _ROBUST = (["h264", "lossless"], {"default": "h264",
 # h264 is tuned to the path most workflows end in: core SaveVideo (truncation, crf 23); an
 # output that will be truncated gets a sub-level change in whole levels (editor.WHOLE_LEVEL_BELOW).
 _SAVE_VIDEO = dict(codec_crf=23, codec_quantize="truncate")
-_MASK = ("MASK", {"tooltip": "Optional skin mask [T,H,W]; without it the face is found automatically."})
+_MASK = ("MASK", {"tooltip": "Optional skin mask [T,H,W] of one face (Face Mask, Face Select); without it every "
+                            "face is found and edited, each with its own pulse."})
 _AMPLITUDE = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.03, "step": 0.0005,
                         "tooltip": "0 = automatic: chosen for robust_to and raised where estimators would still "
                                    "misread (see info's injected_rms). Otherwise the fixed RMS of the injected "
@@ -34,25 +35,40 @@ _SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_genera
                  "tooltip": "Seed for heart-rate variability and dithering (same seed, same output)."})
 
 
-def _run_editor(editor, frames, mask, fps, extra: dict):
-    """Run ``editor`` over the clip with the library's chunked loop (``editors.run_editor``,
-    the one the command line's pipeline also uses); the face is found here when no mask
-    is connected. frames [T,H,W,3], mask [T,H,W] or None. Returns (IMAGE, info JSON)."""
+def _run_editor(make, frames, mask, fps, extra: dict, target=None):
+    """Run the editor ``make()`` builds over the clip with the library's chunked loops, the
+    ones the command line's pipeline also uses. With a mask (Face Mask, Face Select): that
+    face, over the frames where its mask is not empty (``editors.run_editor``); without one,
+    every face the tracker finds, each with its own editor (``faces.run_faces``; ``target``:
+    what every face gets, for the info; default a removal).
+    frames [T,H,W,3], mask [T,H,W] or None. Returns (IMAGE, info JSON)."""
     from physiolatent_core.editors import chunk_starts, run_editor
+    from physiolatent_core.faces import SpanEditor, mask_span, run_faces
 
-    progress = Progress(2 * len(chunk_starts(frames.shape[0], editor)) + 2)
-    track = None
     if mask is None:
-        from physiolatent_core.face import face_mask
+        from physiolatent_core.face import track_faces
+        from physiolatent_core.pulse import REMOVE
 
-        mask, track = face_mask(frames, fps)
-    elif hasattr(editor, "follow"):  # a connected mask, and a removal whose grid follows the face
-        from physiolatent_core.face import track_face
-
-        track = track_face(frames, fps)
+        tracks = track_faces(frames, fps)
+        progress = Progress(2 * len(chunk_starts(frames.shape[0], make())) + 2)
+        progress.update(1)
+        out, editor = run_faces(lambda _: make(), frames, fps, REMOVE if target is None else target, tracks=tracks,
+                                step=lambda: progress.update(1))  # one editor per face, as made here
+        faces = [{"id": f.face_id, "frames": list(f.frames), "edited": f.editor is not None,
+                  **({"note": f.note} if f.note else {}), **({} if f.editor is None else json_summary(f.editor.info))}
+                 for f in editor.faces]
+        info = {**extra, **json_summary(editor.info), "faces": faces}
+        return numpy_to_image(out), json.dumps(info, indent=1, default=str)
+    editor = make()
+    span = mask_span(mask)
+    if hasattr(editor, "follow"):  # a removal whose grid follows the face: the masked face's track
+        track = _track_of_mask(frames, fps, mask)
+        editor.follow(track.slice(span[0], span[1] + 1) if span else track)
+    progress = Progress(2 * len(chunk_starts(frames.shape[0], editor)) + 2)
     progress.update(1)
-    out = run_editor(editor, frames, mask, track, step=lambda: progress.update(1))
-    info = {**extra, **json_summary(editor.info)}
+    out = run_editor(SpanEditor(editor, span) if span else editor, frames, mask, None,
+                     step=lambda: progress.update(1))
+    info = {**extra, **json_summary(editor.info), **({"frames": list(span)} if span else {})}
     return numpy_to_image(out), json.dumps(info, indent=1, default=str)
 
 
@@ -108,10 +124,12 @@ class PulseEdit:
         target = _target_spec(target_hr_bpm, hr_trajectory)
         rmssd = float(hrv_rmssd_ms) if hrv_rmssd_ms and hrv_rmssd_ms > 0 else None
         resp = (resp_rate or "").strip() or None
-        editor = PulseEditor(fps, "edit", target=target, robust_to=robust_to, amplitude=_fixed(amplitude),
-                             seed=int(seed), hrv_rmssd_ms=rmssd, resp_rate=resp, **_SAVE_VIDEO)
-        return _run_editor(editor, frames, m, fps, {"node": "Pulse Edit", "target": str(target), "fps": fps,
-                                                    "hrv_rmssd_ms": rmssd, "resp_rate": resp})
+        def make():
+            return PulseEditor(fps, "edit", target=target, robust_to=robust_to, amplitude=_fixed(amplitude),
+                               seed=int(seed), hrv_rmssd_ms=rmssd, resp_rate=resp, **_SAVE_VIDEO)
+
+        return _run_editor(make, frames, m, fps, {"node": "Pulse Edit", "target": str(target), "fps": fps,
+                                                  "hrv_rmssd_ms": rmssd, "resp_rate": resp}, target)
 
 
 class PulseRemove:
@@ -144,10 +162,13 @@ class PulseRemove:
         check_duration(frames, fps, "Pulse Remove")
         m = mask_to_numpy(mask, frames)
         decoy = _decoy(decoy_hr_bpm)
-        editor = _remover(fps, strength, decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
-                          seed=int(seed), **_SAVE_VIDEO)
-        return _run_editor(editor, frames, m, fps, {"node": "Pulse Remove", "decoy_hr_bpm": decoy, "fps": fps,
-                                                    "strength": strength})
+
+        def make():
+            return _remover(fps, strength, decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
+                            seed=int(seed), **_SAVE_VIDEO)
+
+        return _run_editor(make, frames, m, fps, {"node": "Pulse Remove", "decoy_hr_bpm": decoy, "fps": fps,
+                                                  "strength": strength})
 
 
 _STRENGTH = (["max", "strong", "standard"], {
@@ -155,6 +176,22 @@ _STRENGTH = (["max", "strong", "standard"], {
     "tooltip": "What removal takes out. standard: the pulse pooled skin colour shows. strong / max: also every small "
                "pulse-band colour change of the skin at every scale, in a grid that follows the face, and the head's "
                "sub-pixel pulse-band motion (max leaves less as content). PSNR >= 45 dB."})
+
+
+def _track_of_mask(frames, fps: float, mask):
+    """The face track (``face.track_faces``) whose boxes hold most of ``mask`` [T,H,W]: the face
+    a connected mask (Face Mask, Face Select) is of."""
+    import numpy as np
+
+    from physiolatent_core.face import track_faces
+
+    def held(track):
+        total = 0.0
+        for t, (x0, y0, x1, y1) in enumerate(np.round(track.boxes).astype(int)):
+            total += float(mask[t, max(0, y0):max(0, y1), max(0, x0):max(0, x1)].sum())
+        return total
+
+    return max(track_faces(frames, fps), key=held)
 
 
 def _remover(fps: float, strength: str, **pulse_kwargs):

@@ -1,4 +1,5 @@
-"""Face stage: mask, crop/uncrop around the tracked face, and composite an edit back.
+"""Face stage: mask (the largest face, or one chosen by Face Select), crop/uncrop around
+the tracked face, and composite an edit back.
 
 PHYSIO_CROP (Face Crop -> Face Uncrop) is a dict {"info": face.CropInfo, "track":
 face.FaceTrack, "size": (H, W), "num_frames": T}: it describes how crops map back into
@@ -49,6 +50,61 @@ class FaceMask:
         frames = image_to_numpy(images)
         mask, _track = face_mask(frames, check_fps(fps))
         return numpy_to_mask(mask), numpy_to_image(mask_preview(frames, mask))
+
+
+class FaceSelect:
+    DESCRIPTION = ("Finds every face in the clip (numbered 1, 2, ... by first appearance, left to right; a face "
+                   "keeps its number through short occlusions) and returns the skin mask of one: connect it to "
+                   "Pulse Edit / Pulse Remove to edit only that face. (Those nodes edit every face, each with "
+                   "its own pulse, when no mask is connected.)")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("MASK", "IMAGE", "STRING")
+    RETURN_NAMES = ("mask", "preview", "faces")
+    OUTPUT_TOOLTIPS = ("Soft skin mask [T,H,W] of the chosen face: zero where other faces are, and in frames "
+                       "where it is not in the shot.",
+                       "Frames with the chosen face's mask tinted green.",
+                       "JSON: every face found (id, median box x0,y0,x1,y1, first and last frame).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The video frames (from Get Video Components)."}),
+            "fps": _FPS,
+            "face": ("STRING", {"default": "largest",
+                                "tooltip": "Which face: 'largest', or its number (1 = first to appear, then left "
+                                           "to right). The faces output lists them."}),
+        }}
+
+    def run(self, images, fps, face):
+        import json
+
+        from physiolatent_core.face import largest_face, track_faces
+        from physiolatent_core.faces import FacesMasker
+
+        frames = image_to_numpy(images)
+        tracks = track_faces(frames, check_fps(fps))
+        chosen = _choose_face(tracks, face)
+        mask = FacesMasker(tracks)(frames)[[t.face_id for t in tracks].index(chosen.face_id)]
+        largest = largest_face(tracks).face_id
+        faces = [{"id": t.face_id, "box": [round(float(v), 1) for v in np.median(t.boxes, axis=0)],
+                  "frames": list(t.span or (0, len(t) - 1)), "largest": t.face_id == largest} for t in tracks]
+        info = json.dumps({"selected": chosen.face_id, "faces": faces}, indent=1)
+        return numpy_to_mask(mask), numpy_to_image(mask_preview(frames, mask)), info
+
+
+def _choose_face(tracks, face: str):
+    """The track that ``face`` ('largest' or an id) names; InputError naming the faces found."""
+    from physiolatent_core.face import largest_face
+
+    text = str(face).strip().lower()
+    if text in ("", "largest"):
+        return largest_face(tracks)
+    ids = [t.face_id for t in tracks]
+    if not text.isdigit() or int(text) not in ids:
+        raise InputError(f"face {face!r} is not in the clip: the faces found are {', '.join(map(str, ids))} "
+                         "(numbered by first appearance, left to right). Write 'largest' or one of those numbers.")
+    return tracks[ids.index(int(text))]
 
 
 class FaceCrop:
@@ -151,12 +207,14 @@ class FaceComposite:
 
 NODE_CLASS_MAPPINGS = {
     "PhysioLatentFaceMask": FaceMask,
+    "PhysioLatentFaceSelect": FaceSelect,
     "PhysioLatentFaceCrop": FaceCrop,
     "PhysioLatentFaceUncrop": FaceUncrop,
     "PhysioLatentFaceComposite": FaceComposite,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "PhysioLatentFaceMask": "Face Mask (PhysioLatent)",
+    "PhysioLatentFaceSelect": "Face Select (PhysioLatent)",
     "PhysioLatentFaceCrop": "Face Crop (PhysioLatent)",
     "PhysioLatentFaceUncrop": "Face Uncrop (PhysioLatent)",
     "PhysioLatentFaceComposite": "Face Composite (PhysioLatent)",

@@ -86,9 +86,11 @@ class PulseRemoveReversible:
         decoy = _decoy(decoy_hr_bpm)
         # The original as 8-bit levels: exactly the frames when they came from a video.
         original = quantize_to_uint8(frames, "round")
-        editor = _remover(fps, strength, decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
-                          seed=int(seed), codec_crf=23, codec_quantize="dither")
-        edited, info = _run_editor(editor, frames, m, fps, {"node": "Pulse Remove (reversible)",
+        def make():
+            return _remover(fps, strength, decoy_hr_bpm=decoy, robust_to=robust_to, amplitude=_fixed(amplitude),
+                            seed=int(seed), codec_crf=23, codec_quantize="dither")
+
+        edited, info = _run_editor(make, frames, m, fps, {"node": "Pulse Remove (reversible)",
                                                             "decoy_hr_bpm": decoy, "fps": fps})
         # Dithered to levels here, so the frames a lossless save writes are the ones the key is bound to.
         removed = quantize_to_uint8(image_to_numpy(edited), "dither", seed=int(seed))

@@ -92,7 +92,9 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help=".mp4 (H.264), .mkv (lossless) or folder/ (PNG)")
     p.add_argument("--target-hr", required=True,
                    help="target heart rate in bpm: 75, a linear ramp over the clip like 70:120, or "
-                        "time=bpm points like '0s=70, 8s=110'")
+                        "time=bpm points like '0s=70, 8s=110' (every face); or per face, numbered by first "
+                        "appearance, left to right: '1=75,2=remove', '1=0s=70, 8s=110; 2=90' (faces not named "
+                        "keep their own pulse)")
     p.add_argument("--hrv-rmssd", type=float, metavar="MS",
                    help="training-free: heart-rate variability of the injected pulse as RMSSD in ms (e.g. 45; "
                         "resting adults ~10-100), beat by beat with respiratory sinus arrhythmia")
@@ -308,12 +310,35 @@ def _print_summary(report: dict) -> None:
             c = report["codec_reference"]
             fidelity += f"; {c['psnr_db']:.1f} dB against the input through the same codec"
         lines.append(fidelity)
+    if len(report.get("faces") or []) > 1:
+        lines += _faces_lines(report["faces"])
     outs = report["outputs"]
     lines.append("wrote   " + ", ".join(p for p in (outs["video"], outs["report"], outs["figure"]) if p))
     if outs.get("key"):
         lines.append(f"key     {outs['key']} ({report['key']['bytes'] / 1e6:.1f} MB; keep it private: it restores "
                      "the original)")
     print("\n".join(lines))
+
+
+def _faces_lines(faces: list[dict]) -> list[str]:
+    """One line per face: where it is, what was asked, and its median HR before and after."""
+    lines = [f"{len(faces)} faces (the lines above are face {next((f['id'] for f in faces if f['edited']), 1)}'s):"]
+    for f in faces:
+        box = ",".join(f"{v:.0f}" for v in f["box"])
+        what = f["target"] if f["edited"] else f"untouched ({f.get('note', 'no target')})"
+        hr = ""
+        if f.get("hr_after"):
+            hr = (f"; HR {_fmt_hr(_median(f['hr_before'].values()))} -> {_fmt_hr(_median(f['hr_after'].values()))} "
+                  "bpm (median of readers)")
+        lines.append(f"  face {f['id']}: box {box}, frames {f['frames'][0]}-{f['frames'][1]}: {what}{hr}")
+    return lines
+
+
+def _median(values):
+    import statistics
+
+    finite = [v for v in values if v is not None]
+    return statistics.median(finite) if finite else None
 
 
 def _print_batch(summary: dict) -> None:

@@ -69,10 +69,7 @@ def run_editor(editor: ChunkEditor, frames: np.ndarray, face_mask: np.ndarray, t
         raise InputError(f"face mask shape {face_mask.shape} does not match frames {frames.shape[:3]}: "
                          "make the mask from these frames.")
     tick = step or (lambda: None)
-    if hasattr(editor, "follow"):  # an editor that follows the face while observing (removal.PrivacyRemover)
-        if track is None:
-            raise InputError("this editor follows the face track: pass the track with the mask (face.face_mask "
-                             "returns both).")
+    if track is not None and hasattr(editor, "follow"):  # it follows the face while observing (removal.py)
         editor.follow(track)
     starts = chunk_starts(len(frames), editor)
     size = starts.step

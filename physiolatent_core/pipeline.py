@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .pulse import HRTarget, check_rmssd, parse_hr_target, parse_resp_target
+from .pulse import REMOVE, FaceTargets, HRTarget, check_rmssd, parse_face_targets, parse_hr_target, parse_resp_target
 from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
 from .readback import band_for, read_back, trajectory_check, vitals_check
 from .verify import jsonable
@@ -71,7 +71,9 @@ class JobRequest:
     """One job on one file. ``mode``: ``edit`` (needs ``target``), ``remove`` (optional
     ``decoy``) or ``estimate`` (reads only; ``output`` is None).
 
-    Targets take anything ``pulse.parse_hr_target`` does (75, "70:120", "0s=70, 5s=120").
+    Targets take anything ``pulse.parse_hr_target`` does (75, "70:120", "0s=70, 5s=120"): the
+    same for every face; or per face, anything ``pulse.parse_face_targets`` does ("1=75,
+    2=remove"), kept in ``face_targets`` (``target`` is then the first face's HR target).
     ``report`` / ``figure`` default to files beside the output (estimate: none);
     ``figure=False`` draws none. ``robust_to`` defaults to the output's path (.mp4: h264).
     ``network``: the paper's network instead of the training-free editor.
@@ -102,6 +104,7 @@ class JobRequest:
     resp_rate_bpm: HRTarget | float | str | None = None  # its breathing rate, breaths/min, or a trajectory
     key_out: Path | None = None  # restore key (keys.py): what the job changed, encrypted; edit and remove only
     strength: str | None = None  # remove: "standard", "strong" or "max" (default; removal.py)
+    face_targets: FaceTargets | None = None  # set from target (edit) or to remove every face (remove)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -112,7 +115,16 @@ class JobRequest:
             raise InputError(f"{self.mode} needs an output path (.mp4, .mkv or a folder/).")
         parse = lambda spec: spec if spec is None or isinstance(spec, HRTarget) else parse_hr_target(spec)  # noqa: E731
         object.__setattr__(self, "input", Path(self.input).expanduser())
-        object.__setattr__(self, "target", parse(self.target) if self.mode == "edit" else None)
+        faces = None
+        if self.mode == "edit":
+            faces = parse_face_targets(self.target)
+            named = [faces.all] if not faces.per_face else [t for _, t in faces.faces]
+            object.__setattr__(self, "target", next((t for t in named if isinstance(t, HRTarget)), None))
+        else:
+            object.__setattr__(self, "target", None)
+            if self.mode == "remove":
+                faces = FaceTargets(REMOVE)
+        object.__setattr__(self, "face_targets", faces)
         object.__setattr__(self, "decoy", parse(self.decoy) if self.mode == "remove" else None)
         object.__setattr__(self, "methods", tuple(resolve_methods(list(self.methods))))
         if self.hrv_rmssd_ms is not None or self.resp_rate_bpm is not None:
@@ -236,8 +248,15 @@ def keep_networks_loaded() -> None:
         _KEPT_NETWORKS = {}
 
 
-def make_editor(request: JobRequest, fps: float, kind: str):
-    """The request's editor (``editors.ChunkEditor``) for an output of ``kind``."""
+def make_editor(request: JobRequest, fps: float, kind: str, face_target=None):
+    """The request's editor (``editors.ChunkEditor``) for an output of ``kind``; with
+    ``face_target`` (an HRTarget or ``pulse.REMOVE``) the editor of a face with that target."""
+    if face_target is not None:
+        if face_target == REMOVE:  # HRV and breathing shape an injected pulse: a removal's decoy, if any
+            shaped = {} if request.decoy is not None else {"hrv_rmssd_ms": None, "resp_rate_bpm": None}
+            request = dataclasses.replace(request, mode="remove", target=None, face_targets=None, **shaped)
+        else:
+            request = dataclasses.replace(request, mode="edit", target=face_target, face_targets=None)
     robust_to = request.robust_to or ("h264" if kind == "h264" else "lossless")
     if request.network is not None:
         from .network_editor import NetworkEditor
@@ -358,15 +377,18 @@ def track_pass(source: Source):
     return tracker.finish()
 
 
-def _masks_again(masker):
-    """The same masks for a later pass over the input: replayed if recorded, else rendered again."""
-    from .face import SkinMasker
+def faces_pass(source: Source):
+    """Pass 1 of an edit: every face's track (``face.MultiFaceTracker``), by face id."""
+    from .face import MultiFaceTracker
 
-    return masker.replay() if masker.recording else SkinMasker(masker.track)
+    tracker = MultiFaceTracker(source.info.fps)
+    for chunk in source.chunks("face tracking", lazy=True):  # it converts the frames it searches
+        tracker.update(chunk)
+    return tracker.finish()
 
 
 def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
-    from .face import SkinMasker
+    from .faces import FacesEditor, FacesMasker
     from .pulse import hr_curve
     from .rppg import ColourTraces, read_traces
     from .rppg.hr import check_duration
@@ -382,31 +404,32 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     if request.key_out is not None and info.bit_depth > 8:  # refused before any work, not after the write
         raise InputError(f"{request.input} has {info.bit_depth}-bit frames; a restore key holds 8-bit originals "
                          "only: drop --key-out, or convert the input to 8 bit.")
-    editor = make_editor(request, fps, paths.kind)
     lap("probe")
 
-    # ---- pass 1: face track; pass 2: mask, observe, input traces
+    # ---- pass 1: every face's track; pass 2: masks, observe, input traces (per face)
     source = Source(request.input, info, request.quiet)
-    track = track_pass(source)
-    if hasattr(editor, "follow"):  # an editor whose grid follows the face (removal.PrivacyRemover)
-        editor.follow(track)
+    tracks = faces_pass(source)
     lap("face_track")
-    masker, traces_before, n_frames = SkinMasker(track, record_bytes=MASK_RECORD_BYTES), [], 0
+    editor = FacesEditor(tracks, request.face_targets, lambda target: make_editor(request, fps, paths.kind, target),
+                         single=request.network is not None)
+    masker, traces_before, n_frames = FacesMasker(tracks, record_bytes=MASK_RECORD_BYTES), [], 0
     for chunk in source.chunks("analysing"):
-        mask = masker(chunk)
-        editor.observe(chunk, mask)
-        if request.verify:  # the input's readings are only compared with the saved file's
-            traces_before.append(read_traces(chunk, mask, request.methods))
+        masks = masker(chunk)
+        editor.observe(chunk, masks)
+        if request.verify:  # the input's readings are only compared with the saved file's; each face's over its span
+            traces_before.append([read_traces(chunk[part], mask[part], request.methods) if part.stop > part.start
+                                  else None for part, mask in zip(editor.parts(n_frames, len(chunk)), masks)])
         n_frames += len(chunk)
-    traces_before = ColourTraces.join(traces_before) if request.verify else None
+    if request.verify:
+        traces_before = [ColourTraces.join([t for t in face if t is not None]) for face in zip(*traces_before)]
     check_duration(n_frames, fps, min_duration_s=MIN_DURATION_S)
     lap("analyse")
-    editor.plan(track)
+    editor.plan(tracks)
     lap("plan")
 
     # ---- pass 3: edit and write (atomic: the file appears only when complete)
     target_path = str(paths.video) + ("/" if paths.kind == "png" else "")
-    masks_again, start = _masks_again(masker), 0
+    masks_again, start = masker.again(), 0
     chunks = source.chunks("editing")
     if editor.chunk_frames:  # the editor edits fixed windows: cut the clip its way
         chunks = rechunk(chunks, editor.chunk_frames)
@@ -423,17 +446,27 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         key = _write_key(request, paths, source, info, written_video)
         lap("key")
 
-    aim = request.aim
+    # The report's top-level readings are those of the first edited face ("faces" has them all).
+    primary = next(i for i, face in enumerate(editor.faces) if face.editor is not None)
+    aims = [_face_aim(request, face) for face in editor.faces]
+    aim = aims[primary]
     aim_curve = hr_curve(aim, n_frames, fps) if aim is not None else None
     aim_constant = float(aim_curve[0]) if aim is not None and aim.kind == "constant" else None
-    band = band_for(*([] if aim_curve is None else [aim_curve.min(), aim_curve.max()]), request.true_hr_bpm)
+    curves = [hr_curve(a, n_frames, fps) for a in aims if a is not None]
+    band = band_for(*[v for c in curves for v in (c.min(), c.max())], request.true_hr_bpm)
     checked = trajectory = codec_reference = traces_after = vitals = None
+    faces_checked = [None] * len(editor.faces)
     if request.verify:
         # ---- pass 4: the file as saved, beside the input
-        traces_after, checked, codec_reference = read_back(written_video, source, _masks_again(masker), paths.kind,
-                                                            request, n_frames, traces_before, aim_constant, band)
+        constants = [None if a is None or a.kind != "constant" else a.bpm[0] for a in aims]
+        traces_after, faces_checked, codec_reference = read_back(written_video, source, masker.again(), paths.kind,
+                                                                 request, n_frames, traces_before, constants, band,
+                                                                 parts=editor.parts)
+        checked = faces_checked[primary]
+        traces_after, traces_before = traces_after[primary], traces_before[primary]
         if aim is not None and aim.kind != "constant":
-            trajectory = trajectory_check(traces_after.rgb, fps, aim_curve, band)
+            first, last = editor.faces[primary].frames  # its traces cover its span
+            trajectory = trajectory_check(traces_after.rgb, fps, aim_curve[first:last + 1], band)
         vitals = vitals_check(request, traces_after, traces_before, n_frames, fps, band)
         lap("verify")
 
@@ -456,6 +489,7 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         **({} if key is None else {"key": key}),
         "settings": {
             "target_hr": None if request.target is None else str(request.target),
+            "face_targets": str(request.face_targets),
             "decoy_hr": None if request.decoy is None else str(request.decoy),
             "hrv_rmssd_ms": request.hrv_rmssd_ms,
             "resp_rate": None if request.resp_rate_bpm is None else str(request.resp_rate_bpm),
@@ -465,7 +499,9 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         },
         "kept": writer.kept,  # the input's streams, timestamps, rotation, colour tags, metadata
         "true_hr_bpm": request.true_hr_bpm,
-        "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found))},
+        "face": {"frames": n_frames, "frames_detected": int(np.sum(editor.faces[primary].track.found)),
+                 "id": editor.faces[primary].face_id},
+        "faces": [_face_report(face, checked) for face, checked in zip(editor.faces, faces_checked)],
         "editor": editor.info,
         "verify": checked,
         "trajectory": trajectory,
@@ -476,6 +512,39 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     })
     _write_report(paths, report)
     return report
+
+
+def _face_aim(request: JobRequest, face) -> HRTarget | None:
+    """The HR a face of the saved file should read: its target, a removal's decoy, or None."""
+    if face.editor is None:
+        return None
+    return request.decoy if face.target == REMOVE else face.target
+
+
+def _face_report(face, checked: dict | None) -> dict:
+    """One face in the report: where it is, what was asked, and its readings before and after."""
+    track = face.track
+    first, last = face.frames
+    entry = {
+        "id": face.face_id,
+        "box": [round(float(v), 1) for v in np.median(track.boxes[first : last + 1], axis=0)],  # x0 y0 x1 y1
+        "frames": [first, last],
+        "frames_detected": int(np.sum(track.found)),
+        "target": None if face.target is None else str(face.target),
+        "edited": face.editor is not None,
+    }
+    if face.note:
+        entry["note"] = face.note
+    if face.editor is not None:
+        info = face.editor.info
+        entry["editor"] = {k: info[k] for k in ("own_hr_bpm", "injected_rms", "predicted_psnr_db") if k in info}
+    if checked is not None:
+        entry["hr_before"] = checked.get("hr_bpm_before")
+        entry["hr_after"] = checked.get("hr_bpm")
+        for key in ("target_within_3bpm", "snr_db_before", "snr_db_after"):  # snr: at the face's own HR
+            if key in checked:
+                entry[key] = checked[key]
+    return entry
 
 
 def _write_key(request: JobRequest, paths: _Paths, source: Source, info, written_video: str) -> dict:

@@ -6,6 +6,8 @@ pulse of a synthetic subject) and by the CLI (parsing ``--target-hr``):
 * :func:`parse_hr_target` turns what a user typed (``75``, ``"75"``, ``"70:120"``, knots
   such as ``"0s=70, 5s=120"``) into an :class:`HRTarget`; :func:`hr_curve` samples it per
   frame, in bpm. It is the one reader of that grammar: the CLI and the nodes call it.
+  :func:`parse_face_targets` reads the same per face of a clip (``"1=75, 2=remove"``) into
+  :class:`FaceTargets`.
 * :func:`ppg_waveform` is one beat of a photoplethysmogram as a function of phase.
 * :func:`synth_pulse` integrates the instantaneous heart rate into a beat phase, so HR
   trajectories keep a continuous waveform, and adds heart-rate variability (HRV) and
@@ -22,6 +24,7 @@ applies that sign: ``pixel *= 1 - amplitude * direction_rgb * wave``.
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +54,10 @@ __all__ = [
     "RESP_MIN_BPM",
     "RMSSD_MAX_MS",
     "PulseSignal",
+    "FaceTargets",
+    "REMOVE",
     "hr_curve",
+    "parse_face_targets",
     "parse_hr_target",
     "parse_resp_target",
     "check_rmssd",
@@ -186,6 +192,12 @@ def parse_hr_target(spec) -> HRTarget:
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         return HRTarget("constant", (_check_bpm(spec, "Target heart rate"),))
     if isinstance(spec, str):
+        if _is_per_face(spec):
+            raise InputError(
+                f"{spec!r} gives a target per face; here one target is taken (a number like 75, a ramp like "
+                "70:120, or knots like '0s=70, 5s=120'). Per-face targets go to a file job (the CLI's "
+                "--target-hr, pipeline.JobRequest) or editor.edit_faces; in ComfyUI pick the face with Face Select."
+            )
         if "=" in spec:
             return _knots_target(_parse_text_knots(spec), "'0s=70, 5s=120'")
         parts = [p.strip() for p in spec.strip().split(":")]
@@ -199,6 +211,123 @@ def parse_hr_target(spec) -> HRTarget:
         f"Cannot read a heart-rate target from {spec!r} ({type(spec).__name__}); give a number "
         f"like 75, a ramp like '70:120', or knots like '0s=70, 5s=120' or [(0, 70), (5, 120)]."
     )
+
+
+# --------------------------------------------------------------------------- per-face targets
+
+REMOVE = "remove"  # a face's target: take its pulse out
+_FACE_PART = re.compile(r"^\s*(\d+)\s*=(.*)$", re.S)  # "2=..." starts face 2's target; "2s=..." is a knot
+
+
+def _is_per_face(text: str) -> bool:
+    """Whether ``text`` is the per-face form: it starts with a face id (a whole number >= 1
+    without a unit) and ``=``. Knots written without ``s`` that start at 0 (``0=70; 5=120``)
+    stay knots: no face has id 0."""
+    match = _FACE_PART.match(text.replace(";", ",").split(",")[0])
+    return match is not None and int(match.group(1)) >= 1
+
+
+@dataclass(frozen=True)
+class FaceTargets:
+    """What to do with each face of a clip.
+
+    ``all``: one target for every face (an :class:`HRTarget` or :data:`REMOVE`), or None
+    when targets are given per face; ``faces``: ((face id, HRTarget or REMOVE), ...) by id.
+    Faces not named keep their own pulse (:meth:`for_face` gives None).
+    """
+
+    all: HRTarget | str | None = None
+    faces: tuple[tuple[int, HRTarget | str], ...] = ()
+
+    @property
+    def per_face(self) -> bool:
+        return self.all is None
+
+    def for_face(self, face_id: int) -> HRTarget | str | None:
+        """Face ``face_id``'s target, REMOVE, or None (left untouched)."""
+        return self.all if self.all is not None else dict(self.faces).get(int(face_id))
+
+    def check_faces(self, face_ids) -> None:
+        """InputError if a face named here is not among ``face_ids`` (the clip's faces)."""
+        face_ids = sorted(int(i) for i in face_ids)
+        missing = [i for i, _ in self.faces if i not in face_ids]
+        if missing:
+            found = ", ".join(map(str, face_ids)) or "none"
+            raise InputError(
+                f"face {', '.join(map(str, missing))} is not in the clip: the faces found are {found} "
+                f"({len(face_ids)} face{'s' if len(face_ids) != 1 else ''}, numbered by first appearance, "
+                "left to right). Name those, or give one target for every face."
+            )
+
+    def __str__(self) -> str:
+        if self.all is not None:
+            return str(self.all)
+        return "; ".join(f"face {i}: {t}" for i, t in self.faces)
+
+
+def _face_target(spec, face: str) -> HRTarget | str:
+    if isinstance(spec, str) and spec.strip().lower() == REMOVE:
+        return REMOVE
+    try:
+        return parse_hr_target(spec)
+    except InputError as error:
+        raise InputError(f"{face}: {error}") from None
+
+
+def parse_face_targets(spec) -> FaceTargets:
+    """Read heart-rate targets for the faces of a clip.
+
+    Args:
+        spec: one of
+            * anything :func:`parse_hr_target` reads, or ``"remove"``: the same for every face;
+            * per face, ``"ID=TARGET"`` parts: ``"1=75, 2=remove"``, ``"1=70:120; 2=90"``. A
+              face's TARGET is a number, a ramp, ``remove`` or knots; knots inside a face
+              need their ``s`` (``"1=0s=70, 8s=110; 2=remove"``): a part that starts with a
+              bare whole number and ``=`` starts the next face. Parts are separated by
+              ``,`` or ``;``;
+            * a dict ``{face_id: target}``, or a :class:`FaceTargets` (returned unchanged).
+
+    Faces are numbered 1, 2, ... by first appearance (``face.track_faces``); faces not named
+    keep their own pulse. Whether the named faces exist is checked against the clip
+    (:meth:`FaceTargets.check_faces`).
+
+    Raises:
+        InputError: unreadable spec, a face named twice, a target outside 30-240 bpm.
+    """
+    if isinstance(spec, FaceTargets):
+        return spec
+    if isinstance(spec, dict):
+        faces = {}
+        for key, value in spec.items():
+            try:
+                face_id = int(key)
+            except (TypeError, ValueError):
+                face_id = 0
+            if face_id < 1 or str(key).strip() != str(face_id):
+                raise InputError(f"face id {key!r} is not a whole number >= 1; faces are numbered 1, 2, ...")
+            faces[face_id] = _face_target(value, f"face {face_id}")
+        if not faces:
+            raise InputError("no face targets given; write e.g. '1=75, 2=remove', or one target for all faces.")
+        return FaceTargets(None, tuple(sorted(faces.items())))
+    if isinstance(spec, str) and _is_per_face(spec):
+        texts: dict[int, list[str]] = {}
+        current = None
+        for part in spec.replace(";", ",").split(","):
+            if not part.strip():
+                continue
+            match = _FACE_PART.match(part)
+            if match is not None and int(match.group(1)) >= 1:
+                current = int(match.group(1))
+                if current in texts:
+                    raise InputError(f"face {current} is given two targets in {spec!r}; give each face one.")
+                texts[current] = [match.group(2)]
+            elif match is not None:
+                raise InputError(f"face id 0 in {spec!r}: faces are numbered 1, 2, ...")
+            else:  # a knot of the current face
+                texts[current].append(part)
+        return FaceTargets(None, tuple((i, _face_target(", ".join(p).strip(), f"face {i}"))
+                                       for i, p in sorted(texts.items())))
+    return FaceTargets(_face_target(spec, "target"), ())
 
 
 def _check_resp(value, what: str) -> float:

@@ -30,10 +30,13 @@ def band_for(*hr_values) -> tuple[float, float]:
 
 
 def read_back(written_video: str, source, masker, kind: str, request, n_frames: int,
-               traces_before, aim_constant, band):
-    """Pass 4: decode the saved file beside the input (``masker``: a fresh skin masker of
-    the input). Returns (colour traces of the saved file, verification dict with
-    PSNR/SSIM, codec reference or None)."""
+               traces_before, aim_constant, band, parts=None):
+    """Pass 4: decode the saved file beside the input (``masker``: a fresh masker of the
+    input giving one skin mask per face, ``faces.FacesMasker``; ``traces_before`` and
+    ``aim_constant``: one per face; ``parts(start, length)``: per face, the slice of a chunk
+    where it is present, ``faces.FacesEditor.parts``; None: every frame). Returns (colour traces of the saved file per face,
+    verification dict per face, each with the whole frames' PSNR/SSIM, codec reference or
+    None)."""
     from .codec import PARALLEL_MAX_PIXELS
     from .rppg import ColourTraces, read_traces
     from .verify import FidelityMeter, verify_traces
@@ -62,7 +65,10 @@ def read_back(written_video: str, source, masker, kind: str, request, n_frames: 
             if saved is None or len(saved) != len(original):
                 raise VideoError(f"{written_video} decodes to fewer frames than the {n_frames} written: it is damaged.")
             saved = saved[:, : original.shape[1], : original.shape[2]]  # H.264 pads odd sizes
-            traces_after.append(read_traces(saved, masker(original), request.methods))
+            masks = masker(original)
+            where = parts(seen, len(original)) if parts is not None else [slice(None)] * len(masks)
+            traces_after.append([read_traces(saved[part], mask[part], request.methods)
+                                 if len(mask[part]) else None for part, mask in zip(where, masks)])
             meter.update(saved, original)
             if kind == "h264" and seen < head_frames:
                 # 8-bit copies: both clips come from 8-bit video, and 2 s of 1080p float32 is 1.5 GB.
@@ -74,15 +80,17 @@ def read_back(written_video: str, source, masker, kind: str, request, n_frames: 
                 if at.stop == head_frames and beside:
                     codec_reference = start_reference()
             seen += len(original)
-        traces_after = ColourTraces.join(traces_after)
+        traces_after = [ColourTraces.join([t for t in face if t is not None]) for face in zip(*traces_after)]
         if next(saved_chunks, None) is not None:
             raise VideoError(f"{written_video} decodes to more frames than the {n_frames} written.")
         if head_in is not None and codec_reference is None:
             codec_reference = start_reference()
 
-    checked = verify_traces(traces_after, fps, methods=list(request.methods), traces_before=traces_before,
-                            target_hr_bpm=aim_constant, band_bpm=band)
-    checked.update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
+    checked = []
+    for after, before, aim in zip(traces_after, traces_before, aim_constant):
+        checked.append(verify_traces(after, fps, methods=list(request.methods), traces_before=before,
+                                     target_hr_bpm=aim, band_bpm=band))
+        checked[-1].update(psnr_db=meter.psnr_db, ssim=meter.ssim, ssim_frames=len(meter.ssim_at))
     return traces_after, checked, None if codec_reference is None else codec_reference.result()
 
 

@@ -10,6 +10,8 @@ Modules
   applied by the mask.
 * ``track``: ``FaceTracker``, ``track_face`` and the ``FaceTrack`` they make (the
   tracking policy is in its docstring).
+* ``multi``: every face of a clip: ``MultiFaceTracker``, ``track_faces`` (one
+  ``FaceTrack`` per face, numbered by first appearance, each with its span of presence).
 * ``mask``: the soft skin mask: ``mask_region``, ``SkinMasker``, ``skin_mask``,
   ``face_mask`` (track + mask).
 * ``crop``: ``crop_faces`` / ``uncrop_faces`` (``crop_squares`` and ``cut_crops`` for a
@@ -33,6 +35,7 @@ from .crop import CropInfo, FaceCrops, composite, crop_faces, crop_squares, cut_
 from .detect import detect_faces
 from .mask import SkinMasker, face_mask, mask_region, skin_mask
 from .skin import SkinModel
+from .multi import MultiFaceTracker, largest_face, track_faces
 from .track import NO_FACE_ADVICE, FaceTrack, FaceTracker, track_face
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "FaceCrops",
     "FaceTrack",
     "FaceTracker",
+    "MultiFaceTracker",
     "NO_FACE_ADVICE",
     "SkinMasker",
     "SkinModel",
@@ -50,8 +54,10 @@ __all__ = [
     "detect_faces",
     "face_crops",
     "face_mask",
+    "largest_face",
     "mask_region",
     "skin_mask",
     "track_face",
+    "track_faces",
     "uncrop_faces",
 ]

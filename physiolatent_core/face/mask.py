@@ -133,7 +133,12 @@ class SkinMasker:
         track = self.track
         rows, cols = self.grid
         masks = np.zeros(chunk.shape[:3], np.float32)
+        present = track.present(self._t, self._t + len(chunk))
         for i, frame in enumerate(chunk):
+            if not present[i]:  # a face that has not entered yet, or has left: no mask
+                if self._recorded is not None:
+                    self._recorded.append(None)
+                continue
             box = track.boxes[self._t + i]
             region = mask_region(box)
             # Whole-pixel rectangle around the region (may reach outside the frame).
@@ -214,7 +219,8 @@ class _MaskReplay:
             )
         masks = np.zeros(chunk.shape[:3], np.float32)
         for i in range(len(chunk)):
-            _paste(masks[i], *self._recorded[self._t + i])
+            if self._recorded[self._t + i] is not None:  # None: the face was absent
+                _paste(masks[i], *self._recorded[self._t + i])
         self._t += len(chunk)
         return masks
 
@@ -230,7 +236,8 @@ def skin_mask(frames: np.ndarray, track: FaceTrack, *, use_colour: bool = True, 
 
     Returns:
         [T,H,W] float32 in 0..1: forehead, cheeks, nose and chin; 0 on eyes, brows,
-        mouth, hair and background, and everywhere outside ``mask_region(track.boxes)``.
+        mouth, hair and background, everywhere outside ``mask_region(track.boxes)``, and
+        in frames outside ``track.span`` (the face is absent there).
     """
     frames = _check_frames(frames, "frames")
     if len(frames) != len(track):

@@ -93,6 +93,11 @@ class FaceTrack:
     frame_size: (H, W) of the frames.
     skin_model: per-clip skin colour model (None: geometry-only mask).
     raw_boxes: [T,4] boxes before smoothing (detections, interpolated between).
+    face_id: the face's number among the clip's faces (``track_faces``: 1, 2, ... by first
+        appearance), None for a single-face track.
+    span: (first, last) frames in which the face is present, inclusive; None: the whole
+        clip. Outside it the face is absent: ``found`` is False and the skin mask is zero
+        (boxes are held there only so that every frame has one).
     """
 
     boxes: np.ndarray
@@ -101,6 +106,8 @@ class FaceTrack:
     frame_size: tuple[int, int] | None = None
     skin_model: SkinModel | None = None
     raw_boxes: np.ndarray | None = field(default=None, repr=False)
+    face_id: int | None = None
+    span: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -108,8 +115,16 @@ class FaceTrack:
     def slice(self, start: int, stop: int) -> FaceTrack:
         """The track of frames start..stop-1 (for chunked processing)."""
         raw = None if self.raw_boxes is None else self.raw_boxes[start:stop]
+        span = None if self.span is None else (self.span[0] - start, self.span[1] - start)
         return FaceTrack(self.boxes[start:stop], self.found[start:stop], self.fps, self.frame_size,
-                         self.skin_model, raw)
+                         self.skin_model, raw, self.face_id, span)
+
+    def present(self, start: int, stop: int) -> np.ndarray:
+        """[stop-start] bool: whether the face is present (inside ``span``) in frames start..stop-1."""
+        t = np.arange(start, stop)
+        if self.span is None:
+            return np.ones(len(t), bool)
+        return (t >= self.span[0]) & (t <= self.span[1])
 
 
 class FaceTracker:
