@@ -124,6 +124,53 @@ def synth_items(out: Path, n: int, seed: int, split: str, talking_share: float =
               f"{time.time() - t0:.0f} s", flush=True)
 
 
+def eval_items(out: Path, seed: int = 0, hrs_per_clip: int = 3) -> None:
+    """The reader's own test: each held-out real clip (first 10 s) edited to ``hrs_per_clip``
+    random HRs, and one talking synthetic subject per Monk tone 1-10, each saved both
+    lossless and through H.264 crf 23 (``split="eval"``)."""
+    rng = np.random.default_rng([seed, 7])
+    for stem in HELD_OUT_CLIPS:
+        path = SHARED / f"{stem}.mp4"
+        if not path.exists():
+            continue
+        fps = video.probe_video(path).fps
+        frames = track = mask = None
+        for k in range(hrs_per_clip):
+            hr_bpm, edit_seed = float(rng.uniform(45, 150)), int(rng.integers(1 << 30))
+            for crf in (None, 23):
+                name = out / f"eval_{stem}_e{k}_{'lossless' if crf is None else 'crf23'}.npz"
+                if name.exists():
+                    continue
+                if frames is None:
+                    frames = _downscale(np.concatenate(list(video.iter_frames(path, stop=int(SEGMENT_S * fps)))),
+                                        REAL_SIDE_PX)
+                    track = face.track_face(frames, fps)
+                    mask = face.skin_mask(frames, track)
+                kw = {} if crf is None else {"codec_crf": crf}
+                edited = editor.edit_pulse(frames, fps, hr_bpm, face_mask=mask, seed=edit_seed,
+                                           robust_to="lossless" if crf is None else "h264", **kw).frames
+                crops = reader_crops(_save_path(edited, fps, crf, edit_seed), fps, track=track)
+                wave = editor.injected_wave(len(frames), fps, hr_bpm, seed=edit_seed)
+                _save(name, crops=crops.astype(np.float16), wave=wave.astype(np.float32), fps=fps, hr_bpm=hr_bpm,
+                      source=stem, path="lossless" if crf is None else "h264_crf23", split="eval")
+                print(f"eval {name.stem}: {hr_bpm:.1f} bpm", flush=True)
+    for tone in range(1, 11):
+        hr_bpm, clip_seed = float(rng.uniform(45, 150)), int(rng.integers(1 << 30))
+        clip = None
+        for crf in (None, 23):
+            name = out / f"eval_synth_tone{tone}_talking_{'lossless' if crf is None else 'crf23'}.npz"
+            if name.exists():
+                continue
+            if clip is None:
+                clip = synth_subject(duration_s=SEGMENT_S, hr_bpm=hr_bpm, skin_tone=tone, talking=True,
+                                     seed=clip_seed)
+            frames = clip.frames if crf is None else _save_path(clip.frames, clip.fps, crf, tone)
+            _save(name, crops=reader_crops(frames, clip.fps).astype(np.float16), wave=clip.ppg.astype(np.float32),
+                  fps=clip.fps, hr_bpm=clip.hr_bpm, source=f"synth_tone{tone}_talking",
+                  path="lossless" if crf is None else "h264_crf23", split="eval")
+            print(f"eval {name.stem}: {clip.hr_bpm:.1f} bpm", flush=True)
+
+
 def load_items(folder: Path, split: str | None = None) -> list[dict]:
     items = []
     for p in sorted(folder.glob("*.npz")):
@@ -144,11 +191,18 @@ def main(argv=None) -> None:
     ap.add_argument("--real", action="store_true", help="real clips edited to known HRs")
     ap.add_argument("--synth", type=int, default=0, help="number of synthetic training subjects")
     ap.add_argument("--synth-held-out", type=int, default=0, help="number of held-out synthetic subjects")
+    ap.add_argument("--eval", action="store_true", help="the reader's test items (held-out clips, tones 1-10)")
+    ap.add_argument("--more-real", type=int, default=0, help="extra edits per segment of the training clips")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.real:
         real_items(args.out, seed=args.seed)
+    if args.more_real:  # more edits of the training clips, new HRs (a different seed)
+        real_items(args.out, edits_per_segment=2 + args.more_real, seed=args.seed,
+                   clips=[p.stem for p in SHARED.glob("*.mp4") if p.stem not in HELD_OUT_CLIPS])
+    if args.eval:
+        eval_items(args.out, seed=args.seed)
     if args.synth:
         synth_items(args.out, args.synth, seed=args.seed, split="train")
     if args.synth_held_out:

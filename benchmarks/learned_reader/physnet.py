@@ -25,7 +25,7 @@ up     convT 4x1x1 stride 2x1x1 (x2)       c2, T, 4
 out    conv 1x1x1                          1, T
 =====  ==================================  ============================
 
-Reduced for CPU training on two cores: ``c1 = 16, c2 = 32`` (half the paper's widths)
+Reduced for CPU training on two shared cores: ``c1 = 8, c2 = 16`` (a quarter of the paper's widths)
 and 64 x 64 crops (the paper uses 128 x 128).
 """
 

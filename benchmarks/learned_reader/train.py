@@ -33,7 +33,7 @@ from reader import WINDOW, load_reader, read_wave, weights_path  # noqa: E402
 
 from physiolatent_core.rppg.hr import estimate_hr  # noqa: E402
 
-C1, C2 = 16, 32
+C1, C2 = 8, 16
 BATCH = 4
 SAVE_EVERY = 25
 RELOAD_EVERY = 100
