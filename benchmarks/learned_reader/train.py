@@ -123,6 +123,12 @@ def evaluate(seed: int, split: str = "eval") -> list[dict]:
         rows.append(dict(name=item["name"], source=item["source"], path=item["path"], true_hr_bpm=item["hr_bpm"],
                          hr_bpm=hr_bpm, error_bpm=abs(hr_bpm - item["hr_bpm"])))
         print(json.dumps(rows[-1]), flush=True)
+    for kind in sorted({r["path"] for r in rows}):
+        for synthetic in (False, True):
+            errors = [r["error_bpm"] for r in rows if r["path"] == kind and r["source"].startswith("synth") == synthetic]
+            if errors:
+                print(f"{kind:>11} {'synthetic' if synthetic else 'real edits'}: {len(errors)} clips, MAE "
+                      f"{np.mean(errors):.2f} bpm, max {np.max(errors):.2f}, within 5 bpm {sum(e <= 5 for e in errors)}")
     return rows
 
 
