@@ -260,14 +260,18 @@ def learned_pulses(folder: Path, net, net_key: str) -> dict:
     from reader import read_wave
 
     cache = folder / f"learned_{net_key}.npz"
+    waves = {}
     if cache.exists():
         with np.load(cache) as z:
-            return {k: z[k] for k in z.files}
-    waves = {}
-    for store in sorted(folder.glob("read_*.npz")):
+            waves = {k: z[k] for k in z.files}
+    missing = [s for s in sorted(folder.glob("read_*.npz")) if s.stem.removeprefix("read_") not in waves]
+    for store in missing:  # outputs read since the cache was written
         with np.load(store) as z:
             waves[store.stem.removeprefix("read_")] = read_wave(net, z["crops"])
-    np.savez(cache, **waves)
+    if missing:
+        tmp = cache.with_name("tmp_" + cache.name)
+        np.savez(tmp, **waves)
+        tmp.replace(cache)
     return waves
 
 
