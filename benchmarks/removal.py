@@ -31,7 +31,7 @@ stored crops whenever its weights changed. ``--removal-args`` goes to the three
 command-line removals (e.g. ``--removal-args="--amplitude 0.01"``); ``--editor-kwargs``
 (JSON) to the node path's ``PulseEditor``.
 
-    python benchmarks/removal.py --out /tmp/removal                       # everything
+    python benchmarks/removal.py --out /tmp/removal                       # everything (tones 1-10, seeds 0 1)
     python benchmarks/removal.py --out /tmp/removal --only real           # real clips only
     python benchmarks/removal.py --out /tmp/removal --only synth --tones 1 5 10 --seeds 0 1
     python benchmarks/removal.py --out /tmp/removal --summarise           # markdown tables of what is there
@@ -392,7 +392,7 @@ def main(argv=None) -> None:
     ap.add_argument("--only", choices=["real", "synth"])
     ap.add_argument("--cases", nargs="*", help="only these case names (e.g. real_evm_face synth_tone9_seed0)")
     ap.add_argument("--tones", type=int, nargs="*", default=list(range(1, 11)))
-    ap.add_argument("--seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     ap.add_argument("--removal-args", default="", help="extra arguments for the command-line removals")
     ap.add_argument("--editor-kwargs", default="{}", help="JSON keyword arguments for the node path's PulseEditor")
     ap.add_argument("--no-learned", action="store_true", help="skip the learned reader")
