@@ -325,7 +325,7 @@ def speech_opening(rng: np.random.Generator, n_frames: int, fps: float) -> np.nd
         stop = start + rng.uniform(1.0, 3.0)
         talking |= (t_s >= start) & (t_s < stop)
         start = stop + rng.uniform(0.3, 1.5)
-    ramp = max(1, int(round(0.1 * fps)))
+    ramp = max(1, round(0.1 * fps))
     envelope = np.convolve(talking.astype(float), np.ones(ramp) / ramp, mode="same")
     return (opening * envelope).astype(np.float32)
 

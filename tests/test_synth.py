@@ -8,7 +8,13 @@ import pytest
 
 from physiolatent_core.errors import InputError
 from physiolatent_core.pulse import hr_curve
-from physiolatent_core.synth import _EXPOSURE, BLOOD_DIRECTION_RGB, MONK_SKIN_TONES, speech_opening, synth_subject
+from physiolatent_core.synth import (
+    _EXPOSURE,
+    BLOOD_DIRECTION_RGB,
+    MONK_SKIN_TONES,
+    speech_opening,
+    synth_subject,
+)
 
 SMALL = dict(size=(96, 128))
 

@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from crops import reader_crops  # noqa: E402
+
 from physiolatent_core import editor, face, video  # noqa: E402
 from physiolatent_core.synth import synth_subject  # noqa: E402
-
-from crops import reader_crops  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 CACHE = Path.home() / ".cache" / "physiolatent" / "learned_reader"
