@@ -135,8 +135,8 @@ def build_parser(network: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     p.add_argument("--duration", type=float, default=12.0, help="clip length in seconds (default 12)")
     p.add_argument("--size", default="360x480", help="frame size HEIGHTxWIDTH (default %(default)s)")
-    p.add_argument("--skin-tone", type=int, metavar="5..10",
-                   help="darken the subject's skin to this Monk Skin Tone scale tone (default: as photographed, ~5)")
+    p.add_argument("--skin-tone", type=int, metavar="1..10",
+                   help="render the subject's skin at this Monk Skin Tone scale tone (default: as photographed, ~5)")
     _add_common(p, output=False, files=False)
 
     _add_batch(sub)

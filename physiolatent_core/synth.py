@@ -20,7 +20,22 @@ A real still face photo (``skimage.data.astronaut()``, public domain, NASA) is a
    channel and multiplicatively (more melanin absorbs more of every colour, so shading and
    texture stay). The pulse stays a relative change, so on dark skin it is the same
    fraction of fewer grey levels, and the sensor noise is a larger fraction of them: the
-   harder case for every reader and for the 8-bit and H.264 paths.
+   harder case for every reader and for the 8-bit and H.264 paths. ``skin_tone=1..4``
+   brightens it: a per-channel gain, then a soft knee (``_soft_knee``) that keeps every
+   skin value below full scale before exposure, so the brightest skin never clips even
+   when the light drifts up (a clipped pixel would lose the pulse); the knee compresses
+   the highlights' texture (tone 1's red swatch is 0.96 of full scale, so its red has
+   little room left), and each gain is fitted so the skin's mean still matches the swatch.
+   The pulse is applied after the tone, so it stays the same relative change.
+6. **Talking** (optional, ``talking=True``). Speech-like jaw motion: the jaw opens with a
+   syllable rhythm of 3-6 Hz (the rate wanders), in bursts of speech (1-3 s) and pauses
+   (0.3-1.5 s), each syllable opening by a random amount; the lower face (lower lip, chin,
+   jaw) is warped down with it (``cv2.remap``; up to 12 % of the face's half-height) while
+   the upper face stays, and the mouth's inside darkens as it opens (the lips part, the
+   teeth and mouth cavity show). The pulse is written before the warp, so it moves with
+   the skin, and the skin mask moves with the jaw too. Syllable rates sit just above the
+   HR band, but their bursts, pauses and uneven openings put motion power inside it: the
+   hard case of talking-head video for every reader.
 
 Everything random derives from ``seed``. The skin mask returned is the ground truth: the
 pixels the pulse was written to.
@@ -38,7 +53,8 @@ import numpy as np
 from .errors import InputError
 from .pulse import _smooth_noise, parse_hr_target, synth_pulse
 
-__all__ = ["BLOOD_DIRECTION_RGB", "MONK_SKIN_TONES", "SynthClip", "check_skin_tone", "synth_subject"]
+__all__ = ["BLOOD_DIRECTION_RGB", "MONK_SKIN_TONES", "SynthClip", "check_skin_tone", "speech_opening",
+           "synth_subject"]
 
 # Blood-volume colour direction in normalised RGB, scaled so its green component is 1.
 BLOOD_DIRECTION_RGB = np.array([0.33, 0.77, 0.53]) / 0.77
@@ -59,9 +75,19 @@ MONK_SKIN_TONES = {
     5: (215, 189, 150), 6: (160, 126, 86), 7: (130, 92, 67), 8: (96, 65, 52),
     9: (58, 49, 42), 10: (41, 36, 32),
 }
-#: The lightest tone ``synth_subject`` renders: the photo's own skin is about this tone, and
-#: lighter tones would need brightening it into clipping.
+#: The photo's own skin is about this tone: darker tones darken it, lighter ones brighten it
+#: under a soft knee (see the module docstring).
 PHOTO_SKIN_TONE = 5
+# Knee of the brightening for tones lighter than the photo's: skin values above it are
+# compressed towards full scale instead of clipping.
+_KNEE = 0.75
+# Jaw geometry in face-ellipse units (u across, v down, both in semi-axes from the face
+# centre), measured on the photo: the parting line of the lips, the chin, the mouth's
+# half-width; and the largest jaw drop.
+_LIP_LINE_V = 0.36
+_CHIN_V = 1.0
+_MOUTH_HALF_WIDTH_U = 0.45
+_JAW_DROP = 0.12
 # Scale the photo down a little so its bright forehead (~0.94) never clips when the
 # illumination drifts up: clipped pixels would lose the pulse.
 _EXPOSURE = 0.9
@@ -180,20 +206,46 @@ def _check(name: str, value, low: float, high: float = np.inf) -> float:
 def check_skin_tone(skin_tone, name: str = "skin_tone") -> None:
     """Raise InputError unless ``skin_tone`` is None or a tone ``synth_subject`` renders."""
     if skin_tone is not None and (
-        isinstance(skin_tone, bool) or skin_tone not in MONK_SKIN_TONES or skin_tone < PHOTO_SKIN_TONE
+        isinstance(skin_tone, bool) or not isinstance(skin_tone, numbers.Integral) or skin_tone not in MONK_SKIN_TONES
     ):
         raise InputError(
-            f"{name} must be a Monk Skin Tone scale tone from {PHOTO_SKIN_TONE} to {max(MONK_SKIN_TONES)} (or none "
-            f"for the photo's own skin), got {skin_tone!r}: the photo's skin is about tone {PHOTO_SKIN_TONE} and "
-            "can only be darkened."
+            f"{name} must be a Monk Skin Tone scale tone from {min(MONK_SKIN_TONES)} to {max(MONK_SKIN_TONES)} "
+            f"(an integer), or none for the photo's own skin (about tone {PHOTO_SKIN_TONE}); got {skin_tone!r}."
         )
 
 
+def _soft_knee(x: np.ndarray) -> np.ndarray:
+    """Identity below ``_KNEE``, then a tanh that approaches 1 and never reaches it."""
+    over = np.maximum(x - _KNEE, 0.0) / (1.0 - _KNEE)
+    return np.where(x < _KNEE, x, _KNEE + (1.0 - _KNEE) * np.tanh(over)).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
 def _tone_gain(skin_tone: int | None) -> np.ndarray:
     """Per-channel factor [3] that takes the photo's mean face skin to the swatch of Monk
-    tone ``skin_tone``."""
+    tone ``skin_tone`` (for lighter tones: the mean after ``_soft_knee``, fitted by bisection)."""
     photo, skin, _, _ = _astronaut()
-    return (np.array(MONK_SKIN_TONES[skin_tone]) / 255.0 / photo[skin > 0.5].mean(axis=0)).astype(np.float32)
+    face_skin = photo[skin > 0.5]
+    swatch = np.array(MONK_SKIN_TONES[skin_tone]) / 255.0
+    if skin_tone >= PHOTO_SKIN_TONE:
+        return (swatch / face_skin.mean(axis=0)).astype(np.float32)
+    gain = np.empty(3)
+    for c in range(3):
+        low, high = 0.5, 8.0
+        for _ in range(40):  # the knee's mean rises monotonically with the gain
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if _soft_knee(face_skin[:, c] * mid).mean() < swatch[c] else (low, mid)
+        gain[c] = 0.5 * (low + high)
+    return gain.astype(np.float32)
+
+
+def _toned(photo_rgb: np.ndarray, all_skin: np.ndarray, skin_tone: int) -> np.ndarray:
+    """The photo with its skin (``all_skin`` [H, W] soft) taken to ``skin_tone``."""
+    gain = _tone_gain(skin_tone)
+    if skin_tone >= PHOTO_SKIN_TONE:
+        return photo_rgb * (1.0 - all_skin[..., None] * (1.0 - gain))
+    weight = all_skin[..., None]
+    return photo_rgb * (1.0 - weight) + _soft_knee(photo_rgb * gain) * weight
 
 
 def _scene(size: tuple[int, int], skin_tone: int | None = None):
@@ -208,7 +260,7 @@ def _scene(size: tuple[int, int], skin_tone: int | None = None):
     out_h, out_w = size
     photo_rgb, skin_full, amp_full, all_skin = _astronaut()
     if skin_tone is not None:
-        photo_rgb = photo_rgb * (1.0 - all_skin[..., None] * (1.0 - _tone_gain(skin_tone)))
+        photo_rgb = _toned(photo_rgb, all_skin, skin_tone)
     x0, y0, crop_w, crop_h = _crop_box(size, photo_rgb.shape[:2])
     sx, sy = out_w / crop_w, out_h / crop_h
     to_frame = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
@@ -253,6 +305,58 @@ def _illumination(rng: np.random.Generator, n_frames: int, fps: float, drift: fl
     return (brightness[:, None] * np.stack([1 + warmth, np.ones(n_frames), 1 - warmth], axis=1)).astype(np.float32)
 
 
+def speech_opening(rng: np.random.Generator, n_frames: int, fps: float) -> np.ndarray:
+    """Jaw opening ``[T]`` in 0..1 of someone talking: syllables at a wandering 3-6 Hz, each
+    opening by a random 40-100 %, in bursts of speech (1-3 s) separated by pauses (0.3-1.5 s,
+    mouth closed); burst edges ramp over 0.1 s. Rates above ``fps / 2.5`` are capped so the
+    syllables stay visible at low frame rates."""
+    t_s = np.arange(n_frames) / fps
+    # Syllable phase: a rate that wanders smoothly between 3 and 6 Hz.
+    rate_hz = np.clip(4.5 + 1.2 * _smooth_noise(rng, n_frames, fps, min(0.5, 0.4 * fps)), 3.0, 6.0)
+    rate_hz = np.minimum(rate_hz, fps / 2.5)
+    phase = np.cumsum(rate_hz) / fps + rng.uniform()
+    syllable = np.floor(phase).astype(int)
+    depth = rng.uniform(0.4, 1.0, syllable.max() + 1)[syllable]
+    opening = depth * 0.5 * (1.0 - np.cos(2 * np.pi * phase))
+    # Bursts and pauses.
+    talking = np.zeros(n_frames, bool)
+    start = -rng.uniform(0.0, 2.0)  # mid-burst at the clip start, as often as not
+    while start < t_s[-1] + 1.0:
+        stop = start + rng.uniform(1.0, 3.0)
+        talking |= (t_s >= start) & (t_s < stop)
+        start = stop + rng.uniform(0.3, 1.5)
+    ramp = max(1, round(0.1 * fps))
+    envelope = np.convolve(talking.astype(float), np.ones(ramp) / ramp, mode="same")
+    return (opening * envelope).astype(np.float32)
+
+
+def _jaw_fields(size: tuple[int, int], corners: np.ndarray):
+    """Where the jaw moves, in output pixels.
+
+    Returns ``drop [H, W]`` float32: each pixel's downward shift, in pixels, at full
+    opening (0 above the lips, ``_JAW_DROP`` face half-heights on the lower lip and chin,
+    fading out across the jaw's width and below the chin), and ``mouth [H, W]`` float32
+    0..1, the lip parting, where the mouth's inside shows as the jaw opens.
+    """
+    height, width = size
+    cx, cy = corners.mean(axis=0)
+    ax = (corners[:, 0].max() - corners[:, 0].min()) / 2
+    ay = (corners[:, 1].max() - corners[:, 1].min()) / 2
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    u, v = (xx - cx) / ax, (yy - cy) / ay
+
+    def smoothstep(x, lo, hi):
+        z = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+        return z * z * (3 - 2 * z)
+
+    below_lips = smoothstep(v, _LIP_LINE_V - 0.04, _LIP_LINE_V + 0.08)
+    above_neck = 1.0 - smoothstep(v, _CHIN_V, _CHIN_V + 0.35)
+    across = np.exp(-((u / 0.8) ** 4))
+    drop = (_JAW_DROP * ay) * below_lips * above_neck * across
+    mouth = np.exp(-((u / _MOUTH_HALF_WIDTH_U) ** 4) - ((v - _LIP_LINE_V - 0.5 * _JAW_DROP) / (0.6 * _JAW_DROP)) ** 2)
+    return drop.astype(np.float32), mouth.astype(np.float32)
+
+
 def _noise_bank(rng: np.random.Generator, n_frames: int, size: tuple[int, int], std: float, margin: int = 16):
     """Sensor noise source: a bank of Gaussian noise frames and per-frame picks.
 
@@ -291,6 +395,7 @@ def synth_subject(
     rmssd_ms: float | None = None,
     resp_rate=None,
     resp_depth: float = 0.1,
+    talking: bool = False,
 ) -> SynthClip:
     """Render a face clip with a known pulse.
 
@@ -314,9 +419,11 @@ def synth_subject(
         rmssd_ms, resp_rate, resp_depth: the beat-by-beat HRV model's RMSSD target (ms) and
             the breathing rate (breaths/min, a number or a trajectory) and depth, see
             :func:`pulse.synth_pulse`; the known beats are then ``SynthClip.beat_times_s``.
-        skin_tone: None for the photo's own skin (about Monk tone 5), or a darker tone of
-            the Monk Skin Tone scale, 5-10 (:data:`MONK_SKIN_TONES`). The pulse stays a
-            relative change of the darker skin.
+        skin_tone: None for the photo's own skin (about Monk tone 5), or a tone of the
+            Monk Skin Tone scale, 1-10 (:data:`MONK_SKIN_TONES`): darker or lighter skin.
+            The pulse stays a relative change of the skin.
+        talking: speech-like jaw motion (:func:`speech_opening`; the lower face moves down,
+            the mouth opens); its randomness also derives from ``seed``. Off by default.
 
     Returns:
         SynthClip.
@@ -360,6 +467,14 @@ def synth_subject(
     shift, angle_deg, zoom = _head_motion(np.random.default_rng(motion_seed), n_frames, fps, motion_px)
     light = _illumination(np.random.default_rng(light_seed), n_frames, fps, illumination_drift)
     bank, picks = _noise_bank(np.random.default_rng(noise_seed), n_frames, (out_h, out_w), noise_std)
+    if talking:
+        # A fifth child of the same seed: the first four, and so every clip rendered
+        # without talking, stay as they were.
+        talk_seed = np.random.SeedSequence(seed).spawn(5)[4]
+        opening = speech_opening(np.random.default_rng(talk_seed), n_frames, fps)
+        drop, mouth = _jaw_fields((out_h, out_w), corners)
+        grid_y, grid_x = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
+        jawed, jawed_skin = np.empty_like(base), np.empty_like(skin)
 
     frames = np.empty((n_frames, out_h, out_w, 3), np.float32)
     masks = np.empty((n_frames, out_h, out_w), np.float32)
@@ -371,14 +486,22 @@ def synth_subject(
         lit += 1.0
         lit *= base
         lit *= light[t]
+        skin_t = skin
+        if talking and opening[t] > 0:
+            # Pull the lower face down (each pixel reads from above it), darken the parted lips.
+            map_y = grid_y - opening[t] * drop
+            cv2.remap(lit, grid_x, map_y, cv2.INTER_LINEAR, dst=jawed, borderMode=cv2.BORDER_REFLECT101)
+            cv2.remap(skin, grid_x, map_y, cv2.INTER_LINEAR, dst=jawed_skin, borderMode=cv2.BORDER_CONSTANT)
+            jawed *= (1.0 - 0.75 * opening[t] * mouth)[..., None]
+            lit[:], skin_t = jawed, jawed_skin
         motion = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg[t]), float(zoom[t]))
         motion[:, 2] += shift[t]
         if motion_px > 0:
             cv2.warpAffine(lit, motion, (out_w, out_h), dst=frames[t], flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REFLECT101)
-            cv2.warpAffine(skin, motion, (out_w, out_h), dst=masks[t], flags=cv2.INTER_LINEAR, borderValue=0)
+            cv2.warpAffine(skin_t, motion, (out_w, out_h), dst=masks[t], flags=cv2.INTER_LINEAR, borderValue=0)
         else:
-            frames[t], masks[t] = lit, skin
+            frames[t], masks[t] = lit, skin_t
         if noise_std > 0:
             k, dy, dx = picks[t]  # a random bank entry at a random offset
             frames[t] += bank[k, dy : dy + out_h, dx : dx + out_w]

@@ -185,7 +185,7 @@ def test_demo_with_a_darker_skin_tone(tmp_path, capsys):
     assert frames[0, 75:105, 105:135, 1].mean() < 70 / 255  # tone 9's green is ~44 levels; the photo's ~160
     report = json.loads((out / "report.json").read_text())
     assert abs(report["verify"]["hr_bpm"]["pos"] - 100) < 5
-    expect_error(["demo", "--out", tmp_path / "x", "--skin-tone", 4], capsys, "skin-tone", tmp_path)
+    expect_error(["demo", "--out", tmp_path / "x", "--skin-tone", 11], capsys, "skin-tone", tmp_path)
 
 
 # --------------------------------------------------------------------------- bad input

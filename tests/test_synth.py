@@ -8,7 +8,13 @@ import pytest
 
 from physiolatent_core.errors import InputError
 from physiolatent_core.pulse import hr_curve
-from physiolatent_core.synth import _EXPOSURE, BLOOD_DIRECTION_RGB, MONK_SKIN_TONES, synth_subject
+from physiolatent_core.synth import (
+    _EXPOSURE,
+    BLOOD_DIRECTION_RGB,
+    MONK_SKIN_TONES,
+    speech_opening,
+    synth_subject,
+)
 
 SMALL = dict(size=(96, 128))
 
@@ -146,7 +152,8 @@ def test_mask_and_box_move_with_the_head():
         (dict(size=(10, 10)), "size"),
         (dict(pulse_amplitude=0.5), "pulse_amplitude"),
         (dict(photo="lena"), "astronaut"),
-        (dict(skin_tone=4), "Monk Skin Tone"),
+        (dict(skin_tone=0), "Monk Skin Tone"),
+        (dict(skin_tone=4.5), "Monk Skin Tone"),
         (dict(skin_tone=11), "Monk Skin Tone"),
         (dict(skin_tone=True), "Monk Skin Tone"),
         (dict(skin_tone="8"), "Monk Skin Tone"),
@@ -180,8 +187,8 @@ def test_sensor_noise_is_gaussian_and_fresh_every_frame():
     assert max(neighbours) < 0.1, "consecutive frames must not share their noise"
 
 
-@pytest.mark.parametrize("tone", [6, 8, 10])
-def test_skin_tone_darkens_the_skin_only_and_keeps_the_relative_pulse(tone):
+@pytest.mark.parametrize("tone", [1, 3, 6, 8, 10])
+def test_skin_tone_changes_the_skin_only_and_keeps_the_relative_pulse(tone):
     common = dict(duration_s=6.0, hr_bpm=72, seed=3, noise_std=0.0, quantize=False, **SMALL)
     photo, dark = synth_subject(**common), synth_subject(skin_tone=tone, **common)
     still = dict(common, motion_px=0.0, illumination_drift=0.0)  # only the pulse changes
@@ -197,3 +204,73 @@ def test_skin_tone_darkens_the_skin_only_and_keeps_the_relative_pulse(tone):
     rel_dark = skin_green(still_dark) / skin_green(still_dark).mean()
     assert np.ptp(rel_photo) > 0.01
     np.testing.assert_allclose(rel_dark, rel_photo, atol=1e-4)
+
+
+def test_lighter_tones_never_clip_the_skin():
+    # Tone 1 is the brightest swatch; with the light drifting up 3 std, skin must stay below full scale.
+    clip = synth_subject(duration_s=4.0, skin_tone=1, illumination_drift=0.03, noise_std=0.0, quantize=False,
+                         seed=2, **SMALL)
+    assert clip.frames[clip.skin_mask > 0.5].max() < 0.99
+
+
+def test_speech_opening_has_syllables_bursts_and_pauses():
+    fps = 30.0
+    opening = speech_opening(np.random.default_rng(0), 900, fps)
+    assert opening.min() >= 0 and opening.max() <= 1
+    closed = opening < 0.02
+    assert 0.1 < closed.mean() < 0.8  # pauses and syllable closures, but mostly talking
+    # Syllable rate: the spectrum of the opening peaks in 3-6 Hz.
+    freqs = np.fft.rfftfreq(len(opening), 1 / fps)
+    power = np.abs(np.fft.rfft(opening - opening.mean())) ** 2
+    assert 3.0 <= freqs[power[freqs > 1.0].argmax() + (freqs <= 1.0).sum()] <= 6.0
+    # Pauses: some stretch of at least 0.3 s with the mouth closed.
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, closed.astype(int), 0])))[::2]
+    assert runs.max() >= 0.3 * fps
+
+
+@pytest.fixture(scope="module")
+def talking_pair():
+    common = dict(duration_s=8.0, hr_bpm=84, seed=5, motion_px=1.0)
+    return synth_subject(talking=True, **common), synth_subject(**common)
+
+
+def test_talking_moves_the_lower_face_only(talking_pair):
+    talking, still_mouth = talking_pair
+    x0, y0, x1, y1 = still_mouth.face_box[0]
+    height = y1 - y0
+    change = np.abs(talking.frames - still_mouth.frames).mean(axis=(0, 3))  # [H, W]
+    cols = slice(int(x0), int(x1))
+    upper = change[int(y0): int(y0 + 0.4 * height), cols].mean()  # forehead and eyes
+    lower = change[int(y0 + 0.65 * height): int(y1), cols].mean()  # mouth and chin
+    assert lower > 0.01 and upper < 0.002
+    # Frame to frame, the mouth region changes far more than the forehead does (whose slow
+    # light drift is the same in both).
+    mouth = talking.frames[:, int(y0 + 0.65 * height): int(y0 + 0.8 * height), cols].mean(axis=(1, 2, 3))
+    forehead = talking.frames[:, int(y0 + 0.1 * height): int(y0 + 0.25 * height), cols].mean(axis=(1, 2, 3))
+    assert np.diff(mouth).std() > 5 * np.diff(forehead).std()
+    # The skin mask follows the jaw.
+    assert np.abs(talking.skin_mask - still_mouth.skin_mask).max() > 0.5
+
+
+def test_talking_is_deterministic_and_leaves_other_clips_alone(talking_pair):
+    talking, still_mouth = talking_pair
+    again = synth_subject(duration_s=8.0, hr_bpm=84, seed=5, motion_px=1.0, talking=True)
+    np.testing.assert_array_equal(again.frames, talking.frames)
+    other = synth_subject(duration_s=8.0, hr_bpm=84, seed=6, motion_px=1.0, talking=True)
+    assert np.abs(other.frames - talking.frames).max() > 0.1
+    # Talking changes only the jaw: the pulse, motion, light and noise are the same draw.
+    np.testing.assert_array_equal(talking.ppg, still_mouth.ppg)
+    np.testing.assert_array_equal(talking.face_box, still_mouth.face_box)
+
+
+@pytest.mark.parametrize("tone", [2, 9])
+def test_pos_reads_the_pulse_of_a_talking_subject_saved_lossless(tmp_path, tone):
+    from physiolatent_core import face, rppg, video
+
+    clip = synth_subject(duration_s=10.0, hr_bpm=96, seed=tone, talking=True, skin_tone=tone)
+    path = video.write_video(tmp_path / "talking.mkv", clip.frames, clip.fps)
+    frames, fps = video.read_video(path)
+    assert np.abs(frames - clip.frames).max() < 1.5 / 255  # lossless (our writer's dither moves a level at most)
+    mask, _ = face.face_mask(frames, fps)  # our tracker's skin mask, not the ground truth
+    result = rppg.estimate(frames, fps, mask, methods=["pos"])
+    assert abs(result["pos"]["hr_bpm"] - clip.hr_bpm) < 3.0
