@@ -141,11 +141,14 @@ def _node_path(inp: Path, out: Path, editor_kwargs: dict) -> None:
     losslessly as the 8-bit frames SaveVideo's file decodes to."""
     from physiolatent_core.editor import PulseEditor
     from physiolatent_core.editors import run_editor
+    from physiolatent_core.removal import DEFAULT_STRENGTH, PrivacyRemover
 
     frames, fps = video.read_video(inp)
     mask, track = face.face_mask(frames, fps)
-    editor = PulseEditor(fps, "remove", robust_to="h264", seed=0, codec_crf=23, codec_quantize="truncate",
-                         **editor_kwargs)
+    kwargs = dict(editor_kwargs)
+    strength = kwargs.pop("strength", DEFAULT_STRENGTH)  # as the node: max unless told
+    pooled = PulseEditor(fps, "remove", robust_to="h264", seed=0, codec_crf=23, codec_quantize="truncate", **kwargs)
+    editor = pooled if strength == "standard" else PrivacyRemover(fps, pooled, strength)
     removed = run_editor(editor, frames, mask, track)
     del frames, mask
     saved = video.encode_decode(removed, fps, codec="h264", crf=23, quantize="truncate")
@@ -394,7 +397,8 @@ def main(argv=None) -> None:
     ap.add_argument("--tones", type=int, nargs="*", default=list(range(1, 11)))
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     ap.add_argument("--removal-args", default="", help="extra arguments for the command-line removals")
-    ap.add_argument("--editor-kwargs", default="{}", help="JSON keyword arguments for the node path's PulseEditor")
+    ap.add_argument("--editor-kwargs", default="{}", help="JSON keyword arguments for the node path's PulseEditor, "
+                                                          "and its removal 'strength' (default max, as the node)")
     ap.add_argument("--no-learned", action="store_true", help="skip the learned reader")
     ap.add_argument("--learned-seed", type=int, default=0)
     ap.add_argument("--summarise", action="store_true", help="only print the tables of what is stored")
