@@ -16,8 +16,9 @@ plus one ``edit --target-hr`` output per clip (crf 23): does each reader follow 
 Every output is read by the nine classical readers (``rppg.METHODS``: eight on the mean
 skin colour, SSR on the skin pixels' colour distribution) through our skin mask, and by
 the learned reader (PhysNet, ``benchmarks/learned_reader``) on face crops cut along our
-tracker's boxes. Mask and crops are made once from the input clip and reused for its
-outputs (the removal moves no pixel). Per reader x clip x path: HR before -> after,
+tracker's boxes. Each file is read as a reader meets it: with its own face track, skin mask
+and crops (``strong``/``max`` removal steadies the head by a fraction of a pixel, so the
+input's geometry, which moves with the input's head, is not the output's). Per reader x clip x path: HR before -> after,
 whether it is within 5 bpm of the original HR, SNR at the original HR before and after,
 and PSNR / SSIM of the output against the input.
 
@@ -161,7 +162,7 @@ def _node_path(inp: Path, out: Path, editor_kwargs: dict) -> None:
 # ------------------------------------------------------------------ reading
 
 class Geometry:
-    """The input's face track, skin mask (uint8, [T,H,W]) and crop squares, reused for its outputs."""
+    """A file's face track, skin mask (uint8, [T,H,W]) and crop squares."""
 
     def __init__(self, inp: Path):
         from crops import CROP_MARGIN
@@ -249,7 +250,7 @@ def run_case(case: str, folder: Path, removal_args: list[str], editor_kwargs: di
         else:
             path, ref = output_of(kind, inp, folder, removal_args, editor_kwargs), inp
         t0 = time.time()
-        traces, crops, quality = measure(path, geo, ref)
+        traces, crops, quality = measure(path, geo if kind == "input" else Geometry(path), ref)
         pulses = classical_readings(traces, geo.fps)
         tmp = store.with_name("tmp_" + store.name)
         np.savez(tmp, pulses=np.stack([pulses[m]["pulse"] for m in rppg.METHODS]), crops=crops,
