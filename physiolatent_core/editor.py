@@ -102,9 +102,6 @@ SLOW_MEAN_S = 25.0
 # Half-width of the face colour band removed around each rate an estimator reads (remove_readings):
 # 0.15 Hz = 9 bpm, so a reading that survives lands more than 5 bpm away.
 READING_NOTCH_HZ = 0.15
-# A reader "keeps" its reading when it reads within this many bpm of it after removal (the 5 bpm
-# the removal benchmark counts, less a margin for what the codec and other readers add).
-READING_KEPT_BPM = 7.0
 _MAX_DELTA = 0.06  # never change a skin pixel by more than 6 %
 OWN_SHARE_MAX = 2.0  # lossless outputs: a cell's own pulse at most 2x the face's (docs/BENCHMARKS.md, run U)
 # Truncation to 8 bit (core SaveVideo) turns a change under a grey level into a brightness
@@ -524,8 +521,7 @@ class PulseEditor:
             "own_pulse_rms": float(np.sqrt(np.mean(own[..., 1][:, valid] ** 2))) if valid.any() else 0.0,
             "injected_rms": amplitude,
             "injected_rms_base": self.amplitude,
-            "predicted_misreads": None if injected_hr is None else misread,
-            "predicted_kept_readings": misread if injected_hr is None else None,
+            "predicted_misreads": misread,
             "own_removed_fraction": removed,
             "breathing_removed_fraction": breathing_removed,
             "readings_removed_bpm": self._read_rates if self.mode == "remove" else None,
@@ -549,33 +545,6 @@ class PulseEditor:
             info["injected_resp_rate"] = None if self.resp_rate is None else str(self.resp_rate)
         self._plan.info = info
         return info
-
-    def _chaff_strength(self, colours, face_weights, planned, best_step, reach, cheapest_whole):
-        """Removal with chaff (``remove_readings``): the chaff amplitude grows by ``STRENGTH_STEP``
-        up to ``max_amplitude`` while any estimator still reads the face colour within
-        ``READING_KEPT_BPM`` of what it read before (what is left there, facial motion above
-        all, outvotes the chaff); the smallest amplitude with the fewest such readers wins.
-        Returns (amplitude, fidelity step, the readers that still keep their reading)."""
-        rgb_before = np.einsum("tk,tkc->tc", face_weights, colours)
-        before = {name: estimate_hr(est(rgb_before, self.fps), self.fps, band_bpm=self.band_bpm)
-                  for name, est in ESTIMATORS.items()}
-        best, amplitude = None, self.amplitude
-        while True:
-            step = best_step(amplitude)
-            if step is None:
-                if best is not None:
-                    return best
-                step = cheapest_whole
-            change = planned(amplitude, step) / reach
-            rgb = np.einsum("tk,tkc->tc", face_weights, colours * (1.0 + change))
-            kept = [name for name, est in ESTIMATORS.items()
-                    if abs(estimate_hr(est(rgb, self.fps), self.fps, band_bpm=self.band_bpm) - before[name])
-                    <= READING_KEPT_BPM]
-            if best is None or len(kept) < len(best[2]):
-                best = (amplitude, step, kept)
-            if not kept or amplitude >= self.max_amplitude * (1 - 1e-9):
-                return best
-            amplitude = min(amplitude * STRENGTH_STEP, self.max_amplitude)
 
     def _reading_phases(self, face_norm: np.ndarray, own_hr_hz: np.ndarray) -> list[np.ndarray]:
         """Phases [T] of the constant rates the estimators read on ``face_norm`` [T,3], one per
@@ -626,11 +595,9 @@ class PulseEditor:
                 return FIDELITY_STEPS[0]
             return next((r for r in options if fidelity(planned(amplitude, r)) >= self.min_psnr_db), None)
 
+        if injected_hr is None:  # chaff: nothing to read, the base amplitude
+            return self.amplitude, best_step(self.amplitude) or cheapest_whole, None
         face_weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # [T,K]
-        if injected_hr is None:  # chaff: nothing to read
-            if not self.remove_readings:
-                return self.amplitude, best_step(self.amplitude) or cheapest_whole, None
-            return self._chaff_strength(colours, face_weights, planned, best_step, reach, cheapest_whole)
         box_mean, box_share = box_reader
         best = None
         refined = False

@@ -62,8 +62,8 @@ class PrivacyRemover:
         self.min_psnr_db = floor
         self.pooled = pooled
         pooled.remove_readings = True
-        # The pooled stage's own floor (52 dB lossless) gives way to its half of this one.
-        pooled.min_psnr_db = None if floor is None else floor + _HALF_BUDGET_DB
+        if floor is not None and (pooled.min_psnr_db is None or pooled.min_psnr_db < floor + _HALF_BUDGET_DB):
+            pooled.min_psnr_db = floor + _HALF_BUDGET_DB
         self.bandstop: AlignedBandStop | None = None
 
     def follow(self, track) -> None:
