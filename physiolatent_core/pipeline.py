@@ -25,7 +25,6 @@ thread works on the current. Clips small enough are decoded once and kept
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -101,6 +100,7 @@ class JobRequest:
     hrv_rmssd_ms: float | None = None  # RMSSD of the injected pulse's beats, ms (training-free)
     resp_rate_bpm: HRTarget | float | str | None = None  # its breathing rate, breaths/min, or a trajectory
     key_out: Path | None = None  # restore key (keys.py): what the job changed, encrypted; edit and remove only
+    resume: bool = False  # continue a run of this job that stopped, from its finished segments (resume.py)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -124,6 +124,8 @@ class JobRequest:
                 object.__setattr__(self, "hrv_rmssd_ms", check_rmssd(self.hrv_rmssd_ms))
             if self.resp_rate_bpm is not None:
                 object.__setattr__(self, "resp_rate_bpm", parse_resp_target(self.resp_rate_bpm))
+        if self.resume and self.mode == "estimate":
+            raise InputError("estimate writes no video: there is nothing to resume.")
         if self.key_out is not None:
             if self.mode == "estimate":
                 raise InputError("estimate changes nothing: a restore key (key_out) is for edit and remove.")
@@ -264,6 +266,20 @@ def progress(iterable, quiet: bool, **kwargs):
     return tqdm(iterable, disable=True if quiet else None, leave=False, dynamic_ncols=True, **kwargs)
 
 
+def _frame_bar(chunks, quiet: bool, desc: str, total_frames: int, done_frames: int = 0):
+    """``chunks`` as they are, counted in frames on a progress bar; the first ``done_frames``
+    count as done already (a resumed pass), so the rate and time left are this run's."""
+    bar = progress(None, quiet, desc=desc, unit="frame", total=max(total_frames, done_frames), initial=done_frames)
+    seen = 0
+    try:
+        for chunk in chunks:
+            yield chunk
+            bar.update(max(0, seen + len(chunk) - max(seen, done_frames)))
+            seen += len(chunk)
+    finally:
+        bar.close()
+
+
 def rechunk(chunks, size: int):
     """The same frames in chunks of exactly ``size`` (the last may be shorter)."""
     pending: list[np.ndarray] = []
@@ -295,8 +311,9 @@ class Source:
         self._cache: list[np.ndarray] | None = None
         self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
 
-    def chunks(self, desc: str, lazy: bool = False):
-        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar.
+    def chunks(self, desc: str, lazy: bool = False, done_frames: int = 0):
+        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar (frames,
+        rate and time left; ``done_frames`` from the start shown as done before this run).
 
         ``lazy``: for a pass that looks at few frames, 8-bit frames as decoded: kept
         chunks as they are, and a decode's as ``video.LazyFrames``, converted to RGB
@@ -304,7 +321,6 @@ class Source:
         """
         from .video import iter_frames, prefetch, to_float
 
-        total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
         if self._cache is not None:
             raw = iter(self._cache)
         else:
@@ -317,7 +333,7 @@ class Source:
             return chunk if lazy and chunk.dtype == np.uint8 else to_float(chunk)
 
         floats = prefetch(convert(c) for c in raw)  # the next chunk decodes while the caller works
-        return progress(floats, self.quiet, desc=desc, unit="chunk", total=total)
+        return _frame_bar(floats, self.quiet, desc, self.info.num_frames, done_frames)
 
     def _filling(self, raw):
         kept, size = [], 0
@@ -366,6 +382,7 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
         raise InputError(f"{request.input} has {info.bit_depth}-bit frames; a restore key holds 8-bit originals "
                          "only: drop --key-out, or convert the input to 8 bit.")
     editor = make_editor(request, fps, paths.kind)
+    output = _resumable_output(request, paths, fps)  # refuses a stale or mismatched work folder before any work
     lap("probe")
 
     # ---- pass 1: face track; pass 2: mask, observe, input traces
@@ -388,15 +405,29 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     # ---- pass 3: edit and write (atomic: the file appears only when complete)
     target_path = str(paths.video) + ("/" if paths.kind == "png" else "")
     masks_again, start = _masks_again(masker), 0
-    chunks = source.chunks("editing")
+    chunks = source.chunks("editing", done_frames=0 if output is None else output.done_frames)
     if editor.chunk_frames:  # the editor edits fixed windows: cut the clip its way
         chunks = rechunk(chunks, editor.chunk_frames)
-    with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
-                     input_path=request.input, preset=request.preset, bit_depth=request.bit_depth,
-                     upright=True) as writer, Behind(writer.write) as write:
-        for chunk in chunks:
-            write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
-            start += len(chunk)
+    if output is None:  # a folder of PNG frames
+        with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
+                         input_path=request.input, preset=request.preset, bit_depth=request.bit_depth,
+                         upright=True) as writer, Behind(writer.write) as write:
+            for chunk in chunks:
+                write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
+                start += len(chunk)
+    else:  # a video file: in segments, resumable, joined at the end
+        output.check_plan(editor.info)
+        try:
+            with Behind(output.write) as write:
+                for chunk in chunks:
+                    masks = masks_again(chunk)  # also for finished frames: the masker's state runs through the clip
+                    if start + len(chunk) > output.done_frames:
+                        write((editor.apply(chunk, masks, start, inplace=True), start))
+                    start += len(chunk)
+        except BaseException:
+            output.abort()  # the finished segments stay for --resume
+            raise
+        writer = output.finish(request.overwrite)
     written_video = paths.done(writer.path)
     lap("edit_write")
     key = None
@@ -445,6 +476,8 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
             "bit_depth": request.bit_depth,
         },
         "kept": writer.kept,  # the input's streams, timestamps, rotation, colour tags, metadata
+        "resume": None if output is None else {"segment_frames": output.segment_frames,
+                                               "segments_reused": output.reused, "frames_reused": output.done_frames},
         "true_hr_bpm": request.true_hr_bpm,
         "face": {"frames": n_frames, "frames_detected": int(np.sum(track.found))},
         "editor": editor.info,
@@ -457,6 +490,21 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     })
     _write_report(paths, report)
     return report
+
+
+def _resumable_output(request: JobRequest, paths: _Paths, fps: float):
+    """Pass 3's segmented writer for a video file output (``resume.py``); None for PNG frames."""
+    from .resume import SEGMENT_S, ResumableOutput, job_key
+
+    if paths.kind == "png":
+        if request.resume:
+            raise InputError("--resume needs a video file output (.mp4, .mkv): a folder of PNG frames is written "
+                             "frame by frame, not in resumable segments.")
+        return None
+    segment_frames = max(1, round(SEGMENT_S * fps))
+    return ResumableOutput(paths.video, segment_frames, job_key(request, fps, paths.kind, segment_frames),
+                           request.resume, fps=fps, crf=request.crf, seed=request.seed, input_path=request.input,
+                           preset=request.preset, bit_depth=request.bit_depth, upright=True)
 
 
 def _write_key(request: JobRequest, paths: _Paths, source: Source, info, written_video: str) -> dict:
