@@ -38,7 +38,7 @@ from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
 from .readback import band_for, read_back, trajectory_check, vitals_check
 from .verify import jsonable
 
-# Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 4 at 1080p),
+# Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 3 at 1080p, 1 at 4K),
 # so a chunk of float32 frames stays near 100 MB whatever the resolution.
 CHUNK_PIXELS = 8_000_000
 # Clips up to 512 MiB of 8-bit frames are decoded once and kept (640x480: 19 s at 30 fps);
@@ -307,7 +307,8 @@ class Source:
 
     def __init__(self, path: Path, info, quiet: bool = True):
         self.path, self.info, self.quiet = path, info, quiet
-        self.chunk_frames = int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 4, 64))
+        # One frame at least: a 4K float32 frame alone is 100 MB, and three copies of a chunk are alive at once.
+        self.chunk_frames = int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 1, 64))
         self._cache: list[np.ndarray] | None = None
         self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
 
