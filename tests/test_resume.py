@@ -1,4 +1,5 @@
-"""Long jobs: pass 3 in segments (video/segments.py), resumed after an interruption (resume.py)."""
+"""Long and large videos: pass 3 in segments (video/segments.py), resumed after an interruption
+(resume.py); memory bounded for 4K frames."""
 
 from __future__ import annotations
 
@@ -184,3 +185,26 @@ def test_a_killed_command_resumes(clip_path, tmp_path):
     report = json.loads((tmp_path / "out.mkv.report.json").read_text())
     assert report["resume"]["segments_reused"] >= 3 and not work.exists()
     assert probe_video(out).num_frames == 75
+
+
+# --------------------------------------------------------------------------- large frames
+
+
+def test_large_frames_stay_small_in_memory():
+    """A 4K chunk is one frame, and the codec sample's box at most a 1080p frame's pixels."""
+    from physiolatent_core.codec import cap_box
+    from physiolatent_core.editor import SAMPLE_MAX_PIXELS
+    from physiolatent_core.pipeline import Source
+    from physiolatent_core.video import VideoInfo
+
+    def chunk_frames(width, height):
+        info = VideoInfo("x.mp4", width, height, 30.0, 100, 3.3, False, False, False, "h264")
+        return Source(Path("x.mp4"), info).chunk_frames
+
+    assert chunk_frames(3840, 2160) == 1 and chunk_frames(1920, 1080) == 3 and chunk_frames(640, 480) == 26
+    face = (900, 0, 3400, 2160)  # a close-up 4K face and its margin
+    x0, y0, x1, y1 = cap_box(face, SAMPLE_MAX_PIXELS)
+    assert (x1 - x0) * (y1 - y0) <= SAMPLE_MAX_PIXELS and x0 % 16 == 0 and y0 % 16 == 0
+    assert face[0] <= x0 < x1 <= face[2] and face[1] <= y0 < y1 <= face[3]
+    assert abs((x0 + x1) / 2 - 2150) < 16 and abs((y0 + y1) / 2 - 1080) < 16  # about the face's centre
+    assert cap_box((16, 32, 656, 512), SAMPLE_MAX_PIXELS) == (16, 32, 656, 512)  # small boxes unchanged
