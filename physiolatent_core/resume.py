@@ -31,6 +31,7 @@ import numpy as np
 from .atomic import write_json
 from .errors import InputError
 from .verify import jsonable
+from .video.keep import source_layout
 from .video.segments import JoinWriter, SegmentWriter, read_segment
 
 #: Seconds of video per segment: what a resumed run may redo at most, and the unit the
@@ -77,6 +78,7 @@ class ResumableOutput:
         self.reused = 0  # segments found finished
         self._writer: SegmentWriter | None = None
         self._wrote_job = False
+        self._layout = None
         self._saved_plan = self.plan = None
         self.done_frames = self._check_folder(resume)
 
@@ -153,8 +155,10 @@ class ResumableOutput:
         if not self._wrote_job:  # before the first segment this run writes: what the segments are made of
             write_json(self.folder / "job.json", {"format": _FORMAT, **self.key, "plan": self.plan})
             self._wrote_job = True
+        if self._layout is None and self.writer_kwargs.get("input_path") is not None:
+            self._layout = source_layout(self.writer_kwargs["input_path"])  # one pass over the input, not one a segment
         self._writer = SegmentWriter(self.folder, index, index * self.segment_frames, self.output,
-                                     **self.writer_kwargs)
+                                     layout=self._layout, **self.writer_kwargs)
 
     def finish(self, overwrite: bool) -> JoinWriter:
         """Save the last segment, join them all into the output, remove the work folder;

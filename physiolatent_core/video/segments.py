@@ -55,11 +55,13 @@ class SegmentWriter(VideoWriter):
     """Frames ``first_frame ..`` of a clip whose output is ``path``, encoded as ``VideoWriter``
     would encode them there, saved as segment ``index`` of ``folder`` (nothing is written
     at ``path``). Same arguments as ``VideoWriter``; ``seed`` is the job's (the segment's is
-    derived from it). Use as a context manager; ``close`` saves the segment."""
+    derived from it); ``layout``: the input's ``keep.source_layout``, if already known. Use
+    as a context manager; ``close`` saves the segment."""
 
     copies_streams = False  # the join carries the input's other streams, once
 
-    def __init__(self, folder: Path, index: int, first_frame: int, path, fps, seed: int = 0, **kwargs):
+    def __init__(self, folder: Path, index: int, first_frame: int, path, fps, seed: int = 0, layout=None, **kwargs):
+        self._layout = layout  # the input's (keep.source_layout), found once for all segments
         super().__init__(path, fps, seed=segment_seed(seed, index), overwrite=True, **kwargs)
         if self.kind == "png":
             raise InputError("a folder of PNG frames is not written in segments: save as .mp4 or .mkv.")
@@ -68,6 +70,9 @@ class SegmentWriter(VideoWriter):
         self._out = AtomicPath(self._data_path)  # the packets; the index follows in close()
         self._data = None
         self._packets: list[tuple[int, int, int, bool]] = []  # size, pts, dts, keyframe
+
+    def _source_layout(self, input_path):
+        return self._layout if self._layout is not None else super()._source_layout(input_path)
 
     def _open_container(self):
         # In memory and never started: it only configures the stream's encoder as the
@@ -110,14 +115,27 @@ class SegmentWriter(VideoWriter):
             self.abort()
             raise
         finally:
-            self._container = None  # in memory, never started: nothing to finish
+            self._release()
         self._size = None
         return str(self._index_path)
+
+    def _release(self) -> None:
+        """Free the encoder now: it holds a frame pool the size of x264's lookahead (hundreds
+        of MB at 4K), and the container, stream and context reference each other, so
+        dropping the writer would leave them to the cycle collector."""
+        if self._container is not None:
+            try:
+                self._container.close()  # in memory and never started: frees, writes nothing
+            finally:
+                self._container = self._stream = None
 
     def abort(self) -> None:
         if self._data is not None:
             self._data.close()
-        self._container = None
+        try:
+            self._release()
+        except Exception:  # already failing: the segment's files are removed below anyway
+            self._container = None
         super().abort()
 
 

@@ -180,7 +180,7 @@ class VideoWriter:
             raise InputError(f"unknown quantize method {self.quantize!r}: choose one of {QUANTIZE_METHODS}.")
         self.path = check_output_path(path, overwrite=overwrite, input_path=input_path, folder=self.kind == "png")
         self.fps, self.crf, self.preset, self.seed, self.overwrite = fps, crf, preset, seed, overwrite
-        self.layout = source_layout(input_path) if keep and input_path is not None else None
+        self.layout = self._source_layout(input_path) if keep and input_path is not None else None
         # The input's timestamps go with its frames unless the caller set another rate.
         self._retimed = self.layout is None or abs(fps - self.layout.fps) > 1e-3 * fps or len(self.layout.pts) < 2 \
             or bool(np.any(np.diff(self.layout.pts) <= 0))
@@ -265,6 +265,10 @@ class VideoWriter:
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = (
             colour.matrix, colour.primaries, colour.trc, colour.range)
         self._carry_over()
+
+    def _source_layout(self, input_path):
+        """What the output carries over from its input (``keep.source_layout``: a pass over the file)."""
+        return source_layout(input_path)
 
     def _open_container(self):
         """The output container, at the temporary path (a segment writer keeps it in memory)."""
