@@ -208,3 +208,17 @@ def test_large_frames_stay_small_in_memory():
     assert face[0] <= x0 < x1 <= face[2] and face[1] <= y0 < y1 <= face[3]
     assert abs((x0 + x1) / 2 - 2150) < 16 and abs((y0 + y1) / 2 - 1080) < 16  # about the face's centre
     assert cap_box((16, 32, 656, 512), SAMPLE_MAX_PIXELS) == (16, 32, 656, 512)  # small boxes unchanged
+
+
+def test_rotation_and_ten_bits_survive_segments(tmp_path):
+    """The CLI's phone-video and 10-bit HDR checks of test_video_keep.py, with the clips
+    written as five segments and joined."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import test_video_keep as keep
+
+    for name, check in (("phone", keep.test_the_cli_edits_a_phone_video_stored_on_its_side),
+                        ("hdr", keep.test_the_cli_edits_a_ten_bit_hdr_clip_at_ten_bits)):
+        (tmp_path / name).mkdir()
+        check(tmp_path / name)
+        report = json.loads(next((tmp_path / name).glob("*.report.json")).read_text())
+        assert report["resume"]["segment_frames"] == 15 and report["face"]["frames"] == 75  # five segments
