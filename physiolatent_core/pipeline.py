@@ -10,7 +10,9 @@ whatever its length:
 1. track the face (boxes only; only the frames the tracker searches are converted);
 2. render the skin mask, ``observe`` every chunk with the editor, keep the input's
    colour traces; the editor plans;
-3. ``apply`` every chunk and write it (atomically: the file appears when complete);
+3. ``apply`` every chunk and write it: a video file as segments in ``OUT.partial/``,
+   joined into the output when complete (``resume.py``: a run that stopped continues
+   with ``resume=True``, redoing no finished segment); the file appears atomically;
 4. unless ``verify=False``, decode the saved file beside the input (``readback.py``):
    colour traces and PSNR/SSIM of the file *as saved*, so codec losses count; for H.264
    also the PSNR against the input encoded with the same settings.
