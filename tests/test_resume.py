@@ -222,3 +222,26 @@ def test_rotation_and_ten_bits_survive_segments(tmp_path):
         check(tmp_path / name)
         report = json.loads(next((tmp_path / name).glob("*.report.json")).read_text())
         assert report["resume"]["segment_frames"] == 15 and report["face"]["frames"] == 75  # five segments
+
+
+def test_a_resumed_pass_bar_counts_the_finished_frames_as_done(monkeypatch):
+    """The pass bars count frames; a resumed pass 3 starts at the frames already written."""
+    import io
+
+    from tqdm import tqdm
+
+    from physiolatent_core import pipeline
+
+    bars = []
+
+    def progress(iterable, quiet, **kwargs):
+        bars.append(tqdm(iterable, file=io.StringIO(), disable=False, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(pipeline, "progress", progress)
+    chunks = [np.zeros((4, 1, 1, 3), np.float32)] * 10  # 40 frames; 18 done: the fifth chunk straddles them
+    seen = []
+    for chunk in pipeline._frame_bar(iter(chunks), False, "editing", 40, done_frames=18):
+        seen.append(bars[0].n)
+    assert bars[0].unit == "frame" and bars[0].total == 40
+    assert seen[:5] == [18] * 5 and seen[5] == 20 and bars[0].n == 40  # frames 18, 19 of the fifth, then 4 a chunk
