@@ -424,7 +424,9 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
             with Behind(output.write) as write:
                 for chunk in chunks:
                     masks = masks_again(chunk)  # also for finished frames: the masker's state runs through the clip
-                    if start + len(chunk) > output.done_frames:
+                    # An editor of fixed windows (the network) carries context from window to
+                    # window, so it applies finished windows too; their frames are dropped.
+                    if start + len(chunk) > output.done_frames or editor.chunk_frames:
                         write((editor.apply(chunk, masks, start, inplace=True), start))
                     start += len(chunk)
         except BaseException:

@@ -245,3 +245,38 @@ def test_a_resumed_pass_bar_counts_the_finished_frames_as_done(monkeypatch):
         seen.append(bars[0].n)
     assert bars[0].unit == "frame" and bars[0].total == 40
     assert seen[:5] == [18] * 5 and seen[5] == 20 and bars[0].n == 40  # frames 18, 19 of the fifth, then 4 a chunk
+
+
+def test_the_network_editor_resumes_too(clip_path, tmp_path, monkeypatch):
+    """The network carries context from window to window: a resume applies the finished
+    windows again (dropping their frames) and gives the uninterrupted run's frames."""
+    import torch
+
+    from physiolatent_core.model import PhysioLatentAdapter, adapter_config_tiny, build_vae, save_adapter, tiny_vae_config
+    from physiolatent_core.model.vae import save_vae
+    from physiolatent_core.pipeline import NetworkFiles
+
+    vae = build_vae(tiny_vae_config(), seed=0)
+    save_vae(vae, tmp_path / "vae.safetensors")
+    adapter = PhysioLatentAdapter(adapter_config_tiny(), vae)
+    torch.manual_seed(1)
+    with torch.no_grad():  # an untrained adapter is the identity: give it weights that change the latent
+        for p in adapter.fusion.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_adapter(tmp_path / "adapter.safetensors", adapter, vae)
+    network = NetworkFiles(tmp_path / "vae.safetensors", tmp_path / "adapter.safetensors", device="cpu",
+                           crop_size=32)
+
+    def edit(out, **kwargs):
+        return run_job(JobRequest(clip_path, "edit", out, target=90, quiet=True, verify=False, figure=False,
+                                  network=network, **kwargs))
+
+    edit(tmp_path / "whole.mkv")
+    count = _interrupt_after(monkeypatch, 3)  # 45 frames: past the first window (editor.chunk_frames)
+    with pytest.raises(KeyboardInterrupt):
+        edit(tmp_path / "resumed.mkv")
+    count.update(closes=0, stop_at=-1)
+    report = edit(tmp_path / "resumed.mkv", resume=True)
+    assert report["editor"]["window_frames"] < 45
+    assert report["resume"]["segments_reused"] == 3 and count["closes"] == 2
+    assert np.array_equal(read_video(tmp_path / "whole.mkv")[0], read_video(tmp_path / "resumed.mkv")[0])
