@@ -45,6 +45,9 @@ def _add_common(p: argparse.ArgumentParser, output: bool = True, files: bool = T
         p.add_argument("--preset", default="medium", choices=X264_PRESETS,
                        help="x264 speed preset for .mp4 outputs (default medium, as ComfyUI's SaveVideo)")
     if output:
+        p.add_argument("--resume", action="store_true",
+                       help="continue a run of this same command that stopped (Ctrl-C, a crash): its finished "
+                            "segments in OUT.partial/ are kept, only the rest is edited and encoded")
         p.add_argument("--no-verify", action="store_true",
                        help="skip reading the saved file back (faster; the report then holds no after-edit "
                             "readings and no figure is drawn)")
@@ -217,7 +220,7 @@ def _request(args, mode: str) -> JobRequest:
         **({} if not writes else dict(crf=args.crf, preset=args.preset, robust_to=args.robust_to,
                                        amplitude=args.amplitude, min_psnr_db=args.min_psnr,
                                        verify=not args.no_verify, key_out=args.key_out, bit_depth=args.bit_depth,
-                                       strength=getattr(args, "strength", None))),
+                                       strength=getattr(args, "strength", None), resume=args.resume)),
     )
 
 

@@ -48,6 +48,20 @@ def sample_box(face_mask: np.ndarray, margin: float = 0.25, align: int = 16) -> 
     return x0, y0, x1, y1
 
 
+def cap_box(box: tuple[int, int, int, int], max_pixels: int, align: int = 16) -> tuple[int, int, int, int]:
+    """``box`` (x0, y0, x1, y1) shrunk about its centre, both sides by the same factor and
+    snapped to ``align``, to at most ``max_pixels`` pixels; unchanged if it is that small."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    if w * h <= max_pixels:
+        return box
+    scale = (max_pixels / (w * h)) ** 0.5
+    nw, nh = max(align, int(w * scale) // align * align), max(align, int(h * scale) // align * align)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    nx0, ny0 = min(max(x0, (cx - nw // 2) // align * align), x1 - nw), min(max(y0, (cy - nh // 2) // align * align), y1 - nh)
+    return nx0, ny0, nx0 + nw, ny0 + nh
+
+
 def colour_response(
     frames: np.ndarray,
     face_mask: np.ndarray,

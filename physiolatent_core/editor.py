@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .codec import colour_response, sample_box
+from .codec import cap_box, colour_response, sample_box
 from .errors import InputError
 from .pulse import HRTarget, check_rmssd, hr_curve, parse_hr_target, parse_resp_target, synth_pulse
 from .rppg import ESTIMATORS
@@ -118,6 +118,7 @@ RESP_DEPTH = 0.2
 
 # Seconds of the clip's start (at least) that are kept (face region, uint8) to measure the codec on.
 CODEC_SAMPLE_S = 3.2
+SAMPLE_MAX_PIXELS = 1920 * 1088  # of the codec sample's box (1080p faces keep theirs whole)
 
 
 @dataclass
@@ -319,7 +320,10 @@ class PulseEditor:
             # Around the first face (so any chunking gives the same sample), with a wide
             # margin: it must hold 3 s of head motion, and x264's decisions near the face
             # depend on its surroundings (docs/ARCHITECTURE.md, "The codec's sample").
-            self._sample_box = x0, y0, x1, y1 = sample_box(face_mask[:1], margin=0.75)
+            # At most a 1080p frame's pixels: a 4K face's box would be gigabytes of sample
+            # (the codec works on 16x16 blocks, so the face's middle at full resolution
+            # measures it as well).
+            self._sample_box = x0, y0, x1, y1 = cap_box(sample_box(face_mask[:1], margin=0.75), SAMPLE_MAX_PIXELS)
             self._sample = np.empty((self._sample_frames, y1 - y0, x1 - x0, 3), np.uint8)
             self._sample_mask = np.empty((self._sample_frames, y1 - y0, x1 - x0), np.uint8)
         x0, y0, x1, y1 = self._sample_box

@@ -10,7 +10,9 @@ whatever its length:
 1. track the face (boxes only; only the frames the tracker searches are converted);
 2. render the skin mask, ``observe`` every chunk with the editor, keep the input's
    colour traces; the editor plans;
-3. ``apply`` every chunk and write it (atomically: the file appears when complete);
+3. ``apply`` every chunk and write it: a video file as segments in ``OUT.partial/``,
+   joined into the output when complete (``resume.py``: a run that stopped continues
+   with ``resume=True``, redoing no finished segment); the file appears atomically;
 4. unless ``verify=False``, decode the saved file beside the input (``readback.py``):
    colour traces and PSNR/SSIM of the file *as saved*, so codec losses count; for H.264
    also the PSNR against the input encoded with the same settings.
@@ -25,7 +27,6 @@ thread works on the current. Clips small enough are decoded once and kept
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,7 @@ from .rppg import DEFAULT_METHODS, MIN_DURATION_S, resolve_methods
 from .readback import band_for, read_back, trajectory_check, vitals_check
 from .verify import jsonable
 
-# Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 4 at 1080p),
+# Frames decoded at once: about 8 Mpixel per chunk (26 frames at 640x480, 3 at 1080p, 1 at 4K),
 # so a chunk of float32 frames stays near 100 MB whatever the resolution.
 CHUNK_PIXELS = 8_000_000
 # Clips up to 512 MiB of 8-bit frames are decoded once and kept (640x480: 19 s at 30 fps);
@@ -105,6 +106,7 @@ class JobRequest:
     key_out: Path | None = None  # restore key (keys.py): what the job changed, encrypted; edit and remove only
     strength: str | None = None  # remove: "standard", "strong" or "max" (default; removal.py)
     face_targets: FaceTargets | None = None  # set from target (edit) or to remove every face (remove)
+    resume: bool = False  # continue a run of this job that stopped, from its finished segments (resume.py)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -146,6 +148,8 @@ class JobRequest:
             check_strength(self.strength)
             if self.network is not None:
                 raise InputError("removal strengths are the training-free editor's; the network has none to set.")
+        if self.resume and self.mode == "estimate":
+            raise InputError("estimate writes no video: there is nothing to resume.")
         if self.key_out is not None:
             if self.mode == "estimate":
                 raise InputError("estimate changes nothing: a restore key (key_out) is for edit and remove.")
@@ -300,6 +304,20 @@ def progress(iterable, quiet: bool, **kwargs):
     return tqdm(iterable, disable=True if quiet else None, leave=False, dynamic_ncols=True, **kwargs)
 
 
+def _frame_bar(chunks, quiet: bool, desc: str, total_frames: int, done_frames: int = 0):
+    """``chunks`` as they are, counted in frames on a progress bar; the first ``done_frames``
+    count as done already (a resumed pass), so the rate and time left are this run's."""
+    bar = progress(None, quiet, desc=desc, unit="frame", total=max(total_frames, done_frames), initial=done_frames)
+    seen = 0
+    try:
+        for chunk in chunks:
+            yield chunk
+            bar.update(max(0, seen + len(chunk) - max(seen, done_frames)))
+            seen += len(chunk)
+    finally:
+        bar.close()
+
+
 def rechunk(chunks, size: int):
     """The same frames in chunks of exactly ``size`` (the last may be shorter)."""
     pending: list[np.ndarray] = []
@@ -327,12 +345,14 @@ class Source:
 
     def __init__(self, path: Path, info, quiet: bool = True):
         self.path, self.info, self.quiet = path, info, quiet
-        self.chunk_frames = int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 4, 64))
+        # One frame at least: a 4K float32 frame alone is 100 MB, and three copies of a chunk are alive at once.
+        self.chunk_frames = int(np.clip(CHUNK_PIXELS // max(info.width * info.height, 1), 1, 64))
         self._cache: list[np.ndarray] | None = None
         self._cacheable = 0 < info.num_frames * info.width * info.height * 3 <= CACHE_BYTES
 
-    def chunks(self, desc: str, lazy: bool = False):
-        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar.
+    def chunks(self, desc: str, lazy: bool = False, done_frames: int = 0):
+        """float32 [t,H,W,3] chunks of ``chunk_frames`` frames, with a progress bar (frames,
+        rate and time left; ``done_frames`` from the start shown as done before this run).
 
         ``lazy``: for a pass that looks at few frames, 8-bit frames as decoded: kept
         chunks as they are, and a decode's as ``video.LazyFrames``, converted to RGB
@@ -340,7 +360,6 @@ class Source:
         """
         from .video import iter_frames, prefetch, to_float
 
-        total = math.ceil(max(self.info.num_frames, 1) / self.chunk_frames)
         if self._cache is not None:
             raw = iter(self._cache)
         else:
@@ -353,7 +372,7 @@ class Source:
             return chunk if lazy and chunk.dtype == np.uint8 else to_float(chunk)
 
         floats = prefetch(convert(c) for c in raw)  # the next chunk decodes while the caller works
-        return progress(floats, self.quiet, desc=desc, unit="chunk", total=total)
+        return _frame_bar(floats, self.quiet, desc, self.info.num_frames, done_frames)
 
     def _filling(self, raw):
         kept, size = [], 0
@@ -404,6 +423,7 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     if request.key_out is not None and info.bit_depth > 8:  # refused before any work, not after the write
         raise InputError(f"{request.input} has {info.bit_depth}-bit frames; a restore key holds 8-bit originals "
                          "only: drop --key-out, or convert the input to 8 bit.")
+    output = _resumable_output(request, paths, fps)  # refuses a stale or mismatched work folder before any work
     lap("probe")
 
     # ---- pass 1: every face's track; pass 2: masks, observe, input traces (per face)
@@ -430,15 +450,31 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
     # ---- pass 3: edit and write (atomic: the file appears only when complete)
     target_path = str(paths.video) + ("/" if paths.kind == "png" else "")
     masks_again, start = masker.again(), 0
-    chunks = source.chunks("editing")
+    chunks = source.chunks("editing", done_frames=0 if output is None else output.done_frames)
     if editor.chunk_frames:  # the editor edits fixed windows: cut the clip its way
         chunks = rechunk(chunks, editor.chunk_frames)
-    with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
-                     input_path=request.input, preset=request.preset, bit_depth=request.bit_depth,
-                     upright=True) as writer, Behind(writer.write) as write:
-        for chunk in chunks:
-            write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
-            start += len(chunk)
+    if output is None:  # a folder of PNG frames
+        with VideoWriter(target_path, fps, crf=request.crf, overwrite=request.overwrite, seed=request.seed,
+                         input_path=request.input, preset=request.preset, bit_depth=request.bit_depth,
+                         upright=True) as writer, Behind(writer.write) as write:
+            for chunk in chunks:
+                write(editor.apply(chunk, masks_again(chunk), start, inplace=True))  # encoded while the next is edited
+                start += len(chunk)
+    else:  # a video file: in segments, resumable, joined at the end
+        output.check_plan(editor.info)
+        try:
+            with Behind(output.write) as write:
+                for chunk in chunks:
+                    masks = masks_again(chunk)  # also for finished frames: the masker's state runs through the clip
+                    # An editor of fixed windows (the network) carries context from window to
+                    # window, so it applies finished windows too; their frames are dropped.
+                    if start + len(chunk) > output.done_frames or editor.chunk_frames:
+                        write((editor.apply(chunk, masks, start, inplace=True), start))
+                    start += len(chunk)
+        except BaseException:
+            output.abort()  # the finished segments stay for --resume
+            raise
+        writer = output.finish(request.overwrite)
     written_video = paths.done(writer.path)
     lap("edit_write")
     key = None
@@ -498,6 +534,8 @@ def _edit_or_remove(request: JobRequest, paths: _Paths) -> dict:
             "bit_depth": request.bit_depth,
         },
         "kept": writer.kept,  # the input's streams, timestamps, rotation, colour tags, metadata
+        "resume": None if output is None else {"segment_frames": output.segment_frames,
+                                               "segments_reused": output.reused, "frames_reused": output.done_frames},
         "true_hr_bpm": request.true_hr_bpm,
         "face": {"frames": n_frames, "frames_detected": int(np.sum(editor.faces[primary].track.found)),
                  "id": editor.faces[primary].face_id},
@@ -545,6 +583,21 @@ def _face_report(face, checked: dict | None) -> dict:
             if key in checked:
                 entry[key] = checked[key]
     return entry
+
+
+def _resumable_output(request: JobRequest, paths: _Paths, fps: float):
+    """Pass 3's segmented writer for a video file output (``resume.py``); None for PNG frames."""
+    from .resume import SEGMENT_S, ResumableOutput, job_key
+
+    if paths.kind == "png":
+        if request.resume:
+            raise InputError("--resume needs a video file output (.mp4, .mkv): a folder of PNG frames is written "
+                             "frame by frame, not in resumable segments.")
+        return None
+    segment_frames = max(1, round(SEGMENT_S * fps))
+    return ResumableOutput(paths.video, segment_frames, job_key(request, fps, paths.kind, segment_frames),
+                           request.resume, fps=fps, crf=request.crf, seed=request.seed, input_path=request.input,
+                           preset=request.preset, bit_depth=request.bit_depth, upright=True)
 
 
 def _write_key(request: JobRequest, paths: _Paths, source: Source, info, written_video: str) -> dict:

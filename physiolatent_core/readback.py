@@ -17,6 +17,7 @@ from .errors import VideoError
 
 CODEC_REFERENCE_S = 2.0  # seconds of input re-encoded to separate the codec's loss from the edit's
 CODEC_REFERENCE_PIXELS = 32_000_000  # ... at most (0.5 s of 1080p): the copies are kept during the verify pass
+REFERENCE_CHUNK_PIXELS = 8_000_000  # frames re-encoded at once (8 of 640x480, 3 of 1080p, 1 of 4K: float32 copies)
 
 
 def band_for(*hr_values) -> tuple[float, float]:
@@ -103,11 +104,13 @@ def codec_reference_of(frames, saved, fps: float, crf: int, seed: int, preset: s
     from .video import encode_decode_chunks, to_float
 
     n = len(frames)
+    step = int(np.clip(REFERENCE_CHUNK_PIXELS // max(frames.shape[1] * frames.shape[2], 1), 1, 8))  # 1 frame of 4K
     edit_vs_reference, reference_vs_input = FidelityMeter(n), FidelityMeter(n)
-    chunks = (to_float(frames[s : s + 8]) for s in range(0, n, 8))
-    encoded_chunks = encode_decode_chunks(chunks, fps, crf=crf, quantize="dither", preset=preset, seed=seed)
+    chunks = (to_float(frames[s : s + step]) for s in range(0, n, step))
+    encoded_chunks = encode_decode_chunks(chunks, fps, crf=crf, quantize="dither", preset=preset, seed=seed,
+                                          chunk_frames=step)
     for i, encoded in enumerate(encoded_chunks):
-        at = slice(8 * i, 8 * i + len(encoded))
+        at = slice(step * i, step * i + len(encoded))
         edit_vs_reference.update(to_float(saved[at]), encoded)
         reference_vs_input.update(encoded, to_float(frames[at]))
     return {

@@ -162,6 +162,8 @@ class VideoWriter:
     PNGs keeps them upright).
     """
 
+    copies_streams = True  # the input's other streams go into this file (not into a segment's)
+
     def __init__(self, path, fps, crf=18, overwrite=False, dither=True, seed=0, input_path=None,
                  preset="medium", quantize=None, bit_depth=8, keep=True, audio=None, upright=False):
         self.kind = output_kind(path)
@@ -178,7 +180,7 @@ class VideoWriter:
             raise InputError(f"unknown quantize method {self.quantize!r}: choose one of {QUANTIZE_METHODS}.")
         self.path = check_output_path(path, overwrite=overwrite, input_path=input_path, folder=self.kind == "png")
         self.fps, self.crf, self.preset, self.seed, self.overwrite = fps, crf, preset, seed, overwrite
-        self.layout = source_layout(input_path) if keep and input_path is not None else None
+        self.layout = self._source_layout(input_path) if keep and input_path is not None else None
         # The input's timestamps go with its frames unless the caller set another rate.
         self._retimed = self.layout is None or abs(fps - self.layout.fps) > 1e-3 * fps or len(self.layout.pts) < 2 \
             or bool(np.any(np.diff(self.layout.pts) <= 0))
@@ -241,7 +243,7 @@ class VideoWriter:
             self._out.tmp.mkdir()
             self._states = [DitherState(self.seed)]
             return
-        self._container = av.open(str(self._out.tmp), "w")
+        self._container = self._open_container()
         rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 → 30000/1001
         self._states = [DitherState(self.seed)]  # RGB dither (FFV1, and round/truncate and uint8 for H.264)
         if self.kind == "ffv1":
@@ -264,6 +266,14 @@ class VideoWriter:
             colour.matrix, colour.primaries, colour.trc, colour.range)
         self._carry_over()
 
+    def _source_layout(self, input_path):
+        """What the output carries over from its input (``keep.source_layout``: a pass over the file)."""
+        return source_layout(input_path)
+
+    def _open_container(self):
+        """The output container, at the temporary path (a segment writer keeps it in memory)."""
+        return av.open(str(self._out.tmp), "w")
+
     def _carry_over(self) -> None:
         """Timestamps, rotation, metadata and the other streams of the input (before the header)."""
         layout = self.layout
@@ -278,7 +288,7 @@ class VideoWriter:
             self._stream.set_display_rotation(layout.rotation)
         self._container.metadata.update(layout.metadata)
         self._stream.metadata.update(layout.video_metadata)
-        if self._copier is None:
+        if self._copier is None and self.copies_streams:
             self._copier = StreamCopier(layout, self._container)
 
     def _frame_time(self, index: int) -> tuple[int, float]:
@@ -340,6 +350,10 @@ class VideoWriter:
                     dst_color_range=2 if colour.full_range else 1)
         av_frame.colorspace, av_frame.color_range = self.colour.matrix, self.colour.range
         av_frame.color_primaries, av_frame.color_trc = self.colour.primaries, self.colour.trc
+        self._emit(av_frame)
+
+    def _emit(self, av_frame: av.VideoFrame) -> None:
+        """Encode one converted frame (the next one) and mux it."""
         av_frame.pts, seconds = self._frame_time(self.frames_written)
         self._container.mux(self._stream.encode(av_frame))
         if self._copier is not None:  # the other streams, interleaved up to this frame
