@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from physiolatent_core.errors import InputError
 from physiolatent_core.model import PhysioLatent, PhysioLatentAdapter, adapter_config_tiny, build_vae, tiny_vae_config

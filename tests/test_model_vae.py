@@ -1,6 +1,5 @@
 """CogVideoX VAE wrapper: padding, loading (diffusers/SAT keys), refusals, windows, fingerprint."""
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -10,7 +10,7 @@ from physiolatent_core.aligned_bandstop import AlignedBandStop
 from physiolatent_core.editors import run_editor
 from physiolatent_core.errors import InputError
 from physiolatent_core.face.track import FaceTrack
-from physiolatent_core.rppg.hr import estimate_hr, snr_db
+from physiolatent_core.rppg.hr import snr_db
 from physiolatent_core.synth import synth_subject
 
 FPS = 30.0

@@ -10,7 +10,6 @@ checkpoint test; ``scripts/learning_check.py`` runs the learning check with it.
 import argparse
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np

@@ -29,9 +29,7 @@ of an HR condition (see text.py); the training loop teaches it with a removal lo
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
