@@ -32,8 +32,10 @@ grid's cells. This stage takes all of those out:
    that fades out around the mask region).
 
 The stored grid is float16 log colour (the 8-bit source quantises each pixel to ~0.4 %,
-far coarser than float16's 0.05 %), ``T * rows * cols * 3 * 2`` bytes: 10 minutes at
-30 fps on the default 40-column grid is about 160 MB.
+far coarser than float16's 0.05 %) and the aligned mask weight: ~16 KB a frame, 280 MB for
+10 minutes at 30 fps. ``plan`` works on float32 copies of it (the colour, the steadied grid,
+its band and envelope, the correction): about 120 KB a frame while it runs, 2 GB for 10
+minutes, the largest memory cost of a long ``strong``/``max`` removal.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class AlignedBandStop:
     Args:
         fps: frame rate.
         track: the clip's ``face.FaceTrack`` (its smoothed boxes place the grid).
-        strength: ``"strong"`` or ``"max"`` (``GATE_FOR``), or a gate as a number.
+        strength: ``"strong"`` or ``"max"`` (the colour gate ``GATE_FOR`` and the motion gate
+            ``MOTION_GATE_PX_FOR``), or a colour gate as a number (the motion gate scales with it).
         cells_across: grid columns across the mask region (rows follow its aspect).
         band_hz: the band removed.
         min_psnr_db: fidelity floor on whole frames (None: none); the gate is lowered in
