@@ -13,7 +13,6 @@ with the default mode, ``max``).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import make_file, median_time, run_cli  # noqa: E402
+from speed import cli_fps, make_file, median_time  # noqa: E402
 
 from physiolatent_core import face  # noqa: E402
 from physiolatent_core.editor import PulseEditor  # noqa: E402
@@ -58,14 +57,8 @@ def main():
                              ("--preset veryfast --no-verify", ["--preset", "veryfast", "--no-verify"]),
                              ("--strength standard --preset veryfast --no-verify",
                               ["--strength", "standard", "--preset", "veryfast", "--no-verify"])):
-            walls = []
-            for _ in range(args.repeats):
-                wall, rss = run_cli(["remove", str(src), "-o", str(Path(tmp) / "out.mp4"), "--overwrite",
-                                     "--no-figure", *extra])
-                walls.append(wall)
-            wall = statistics.median(walls)
-            print(f"end to end (CLI remove; {label}) 640x480: {n / wall:.1f} fps, {wall:.1f} s for {n} frames, "
-                  f"max RSS {rss:.0f} MB", flush=True)
+            cli_fps(f"CLI remove; {label}", ["remove", str(src), "-o", str(Path(tmp) / "out.mp4"), "--overwrite",
+                                             "--no-figure", *extra], n, args.repeats)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,17 @@ def run_cli(args):
     return wall, int(kb.split("=")[1]) / 1024.0
 
 
+def cli_fps(label: str, cli_args: list[str], n_frames: int, repeats: int) -> None:
+    """Print the median end-to-end fps of ``python -m physiolatent_core *cli_args`` on a 640x480 clip."""
+    walls, rss = [], 0.0
+    for _ in range(repeats):
+        wall, rss = run_cli(cli_args)
+        walls.append(wall)
+    wall = statistics.median(walls)
+    print(f"end to end ({label}) 640x480: {n_frames / wall:.1f} fps, {wall:.1f} s for {n_frames} frames, "
+          f"max RSS {rss:.0f} MB", flush=True)
+
+
 def make_file(path, seconds, size, fps=30.0):
     """A synthetic subject written chunk by chunk (the 1080p clip never sits in memory whole)."""
     h, w = size
@@ -145,14 +156,8 @@ def speed_640(args):
                   f"for {n} frames", flush=True)
         for label, extra in (("default: preset medium, verify", []),
                              ("--preset veryfast --no-verify", ["--preset", "veryfast", "--no-verify"])):
-            walls = []
-            for _ in range(args.repeats):
-                wall, rss = run_cli(["edit", str(src), "-o", str(Path(tmp) / "out.mp4"), "--target-hr", "100",
-                                     "--overwrite", "--no-figure", *extra])
-                walls.append(wall)
-            wall = statistics.median(walls)
-            print(f"end to end (CLI edit; {label}) 640x480: {n / wall:.1f} fps, "
-                  f"{wall:.1f} s for {n} frames, max RSS {rss:.0f} MB", flush=True)
+            cli_fps(f"CLI edit; {label}", ["edit", str(src), "-o", str(Path(tmp) / "out.mp4"), "--target-hr", "100",
+                                          "--overwrite", "--no-figure", *extra], n, args.repeats)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@
   notched at all of those rates. ``max``
   gates less content out than ``strong`` (``aligned_bandstop.GATE_FOR``).
 
-The fidelity floor is shared: each stage gets half the error budget (its floor 3 dB above
-the job's), so together they keep it.
+The fidelity floor is shared: each stage keeps at least the job's floor + 3 dB (half the
+error budget; the pooled stage keeps its own 52 dB where that is higher, for lossless
+outputs), so together they keep the job's floor.
 """
 
 from __future__ import annotations
