@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -194,9 +195,12 @@ def killed_and_resumed(src: Path, out: Path, n_frames: int, fps: float) -> dict:
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     killed_s = time.perf_counter() - t0
+    # the killed child is the only one waited for so far in this process when run with
+    # --no-uninterrupted; otherwise this is the larger of it and the uninterrupted run
+    killed_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     finished = sum(read_segment(work, k) is not None for k in range(n_segments))
     print(f"  killed (SIGKILL) after {killed_s:.0f} s with {finished} of {n_segments} segments finished "
-          f"({segment_frames} frames each)", flush=True)
+          f"({segment_frames} frames each); peak RSS of the children so far {killed_rss_mb:.0f} MB", flush=True)
     run = timed(edit_command(src, out) + ["--resume"])
     report = report_of(out)
     print(f"  resumed: {run['wall_s']:.0f} s wall, peak RSS {run['peak_rss_mb']:.0f} MB; report: {report['resume']}",
