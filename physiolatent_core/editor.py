@@ -433,10 +433,17 @@ class PulseEditor:
             # Where the readers read the face at other rates than the own HR (a "pulse" that is
             # facial motion, or what an earlier stage left), the face colour's component around each
             # such rate goes too, so no reader keeps its reading (removal.PrivacyRemover asks for it).
+            # Each component is taken from what the own pulse and the rates before it leave: the
+            # own HR track passes near these rates (on liveportrait_d10 it wanders 62-82 bpm), and
+            # removing a rate twice puts it back with the opposite sign, a peak where the reader
+            # read (docs/BENCHMARKS.md, issue 21, history).
+            residual = face_norm - face_own
             reading_phases = self._reading_phases(face_norm, own_hr_hz) if self.remove_readings else []
             for reading_phase in reading_phases:
-                near = _demodulate(face_norm, reading_phase, self.fps, cutoff_hz=READING_NOTCH_HZ)
-                beside_pulse = beside_pulse + np.real(near * np.exp(1j * reading_phase)[:, None])
+                near = _demodulate(residual, reading_phase, self.fps, cutoff_hz=READING_NOTCH_HZ)
+                component = np.real(near * np.exp(1j * reading_phase)[:, None])
+                beside_pulse = beside_pulse + component
+                residual = residual - component
             beside_pulse = beside_pulse[:, None, :] * valid[None, :, None]
             pulse_spread = own_spread
             own_spread = functools.cache(lambda evenness: pulse_spread(evenness) + beside_pulse)
