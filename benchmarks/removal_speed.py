@@ -5,7 +5,7 @@ with the default mode, ``max``).
   and track given (``standard``: the pooled editor; ``strong`` / ``max``: the aligned
   band-stop and head steadying first, ``removal.PrivacyRemover``);
 * end to end: ``python -m physiolatent_core remove IN.mp4 -o OUT.mp4`` on a 640x480 H.264 file
-  (decode, face, remove, encode), default settings and ``--preset veryfast --no-verify``.
+  (decode, face, remove, encode), default settings, ``--no-verify``, and ``--preset veryfast --no-verify``.
 
     python benchmarks/removal_speed.py [--seconds 10] [--repeats 3]
 """
@@ -54,6 +54,7 @@ def main():
         src = Path(tmp) / "in.mp4"
         make_file(src, args.seconds, (480, 640))
         for label, extra in (("default: --strength max, preset medium, verify", []),
+                             ("--no-verify (preset medium)", ["--no-verify"]),
                              ("--preset veryfast --no-verify", ["--preset", "veryfast", "--no-verify"]),
                              ("--strength standard --preset veryfast --no-verify",
                               ["--strength", "standard", "--preset", "veryfast", "--no-verify"])):
