@@ -317,3 +317,28 @@ def test_lossless_edit_leaves_motion_in_step_with_the_pulse_alone(clip, monkeypa
     # Measured: 0.094 of the flicker taken out with the bound, 0.138 without (the patch
     # straddles grid cells, so neither takes out much).
     assert flicker_removed(editor.OWN_SHARE_MAX) < 0.8 * flicker_removed(np.inf)
+
+
+def test_removing_a_reading_near_the_own_hr_takes_it_once():
+    # A brightness flicker of the skin at 60 bpm, 8 bpm from the pulse (68): GREEN reads the
+    # flicker, POS (the own-HR reader) the pulse. The own pulse's removal already takes much of
+    # 60 bpm (its band holds the sidebands of breathing and HRV); taking the reading's rate
+    # from the face colour again would put the flicker back inverted (liveportrait_d10).
+    from physiolatent_core.editors import run_editor
+
+    clip = synth_subject(duration_s=12.0, fps=FPS, hr_bpm=68.0, size=(200, 260), seed=4, pulse_amplitude=0.003,
+                         motion_px=0.0)
+    t = np.arange(len(clip.frames)) / FPS
+    flicker = 1.0 + 0.006 * np.sin(2 * np.pi * 60.0 / 60.0 * t)
+    frames = clip.frames * np.where(clip.skin_mask[..., None] > 0, flicker[:, None, None, None], 1.0)
+    frames = frames.astype(np.float32)
+    before = read_all(frames, clip.skin_mask)
+    assert abs(estimate_hr(before["green"], FPS) - 60.0) <= 2.0 and abs(estimate_hr(before["pos"], FPS) - 68.0) <= 2.0
+
+    remover = editor.PulseEditor(FPS, "remove", robust_to="lossless", min_psnr_db=0)
+    remover.remove_readings = True  # as removal.PrivacyRemover asks
+    after = read_all(run_editor(remover, frames, clip.skin_mask), clip.skin_mask)
+    assert any(abs(bpm - 60.0) < 2.0 for bpm in remover.info["readings_removed_bpm"])
+    drop = snr_db(before["green"], FPS, 60.0) - snr_db(after["green"], FPS, 60.0)
+    assert drop >= 10.0, drop
+    assert abs(estimate_hr(after["green"], FPS) - 60.0) > 5.0
